@@ -1,0 +1,106 @@
+"""Every setting of django-data-exchange-tool, with its default, in one place.
+
+This is the only module that reads ``django.conf.settings`` for the library. Other modules use
+``from data_exchange_tool.conf import app_settings`` and read attributes::
+
+    app_settings.CHUNK_SIZE
+    app_settings.PREVIEW_QUEUE
+
+Values are read lazily and cached; the cache is reset on Django's ``setting_changed`` signal,
+so ``override_settings`` works in tests. Names are given without their prefix here; in a
+project's settings they are spelled with it (``DATA_EXCHANGE_CHUNK_SIZE``). The two storage
+settings keep the ``MODEL_DATA_EXCHANGE_`` prefix of earlier releases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its full name in the project's settings and its default."""
+
+    name: str
+    default: Any
+
+
+SHARED_QUEUE = "data_exchange_shared_queue"
+
+SETTINGS: dict[str, Setting] = {
+    s.name.removeprefix("MODEL_DATA_EXCHANGE_").removeprefix("DATA_EXCHANGE_"): s
+    for s in (
+        # Storage: a bucket name switches the import storage to S3 (django-storages).
+        Setting("MODEL_DATA_EXCHANGE_S3_BUCKET_NAME", None),
+        Setting("MODEL_DATA_EXCHANGE_S3_BASE_PATH", "data_exchange"),
+        # Celery queues for the two phases.
+        Setting("DATA_EXCHANGE_PREVIEW_QUEUE", SHARED_QUEUE),
+        Setting("DATA_EXCHANGE_IMPORT_QUEUE", SHARED_QUEUE),
+        # Rows per chunk (an importer's Meta.chunk_size wins).
+        Setting("DATA_EXCHANGE_CHUNK_SIZE", 5000),
+        # Redis used for the per-content-type import lock. None: the database constraint alone.
+        Setting("DATA_EXCHANGE_REDIS_URL", None),
+        # Seconds the Redis lock lives without a heartbeat; chunks renew it.
+        Setting("DATA_EXCHANGE_LOCK_TIMEOUT", 900),
+        # Soft time limit of one chunk task, in seconds (the hard limit is 30 s more).
+        Setting("DATA_EXCHANGE_CHUNK_TIME_LIMIT", 600),
+        # Row errors stored per chunk; further errors are counted, not stored.
+        Setting("DATA_EXCHANGE_MAX_ERRORS_PER_CHUNK", 1000),
+        # Rows kept on the job to show in the admin preview.
+        Setting("DATA_EXCHANGE_PREVIEW_SAMPLE_ROWS", 20),
+        # Row errors shown per page in the admin.
+        Setting("DATA_EXCHANGE_ERRORS_PER_PAGE", 50),
+        # Attempts of one chunk (retries after faults) before the job fails.
+        Setting("DATA_EXCHANGE_MAX_CHUNK_ATTEMPTS", 5),
+        # Reconcile: seconds without progress before a job's missing work is sent again,
+        # and before a job that still makes no progress is failed.
+        Setting("DATA_EXCHANGE_STALE_AFTER", 300),
+        Setting("DATA_EXCHANGE_GIVE_UP_AFTER", 3600),
+        # Hostile-input limits.
+        Setting("DATA_EXCHANGE_MAX_FILE_BYTES", 10 * 1024**3),
+        Setting("DATA_EXCHANGE_MAX_ROWS", 50_000_000),
+        Setting("DATA_EXCHANGE_MAX_FIELD_BYTES", 1024 * 1024),
+        Setting("DATA_EXCHANGE_XLSX_MAX_UNCOMPRESSED_BYTES", 2 * 1024**3),
+        Setting("DATA_EXCHANGE_XLSX_MAX_COMPRESSION_RATIO", 200),
+        Setting("DATA_EXCHANGE_XLSX_MAX_SHARED_STRINGS_BYTES", 256 * 1024**2),
+        # Directory for temporary spools (XLSX); None: the system default.
+        Setting("DATA_EXCHANGE_TEMP_DIR", None),
+        # Dotted path of an object with fault hooks, for fault-injection tests only.
+        Setting("DATA_EXCHANGE_FAULT_HOOKS", None),
+    )
+}
+
+
+class AppSettings:
+    """Attribute access to the library's settings, defaults applied."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            setting = SETTINGS[attr]
+        except KeyError:
+            raise AttributeError(f"Invalid data_exchange_tool setting: {attr!r}") from None
+        if attr not in self._cache:
+            self._cache[attr] = getattr(settings, setting.name, setting.default)
+        return self._cache[attr]
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+app_settings = AppSettings()
+
+_FULL_NAMES = {s.name for s in SETTINGS.values()}
+
+
+@receiver(setting_changed)
+def _reload_app_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting in _FULL_NAMES:
+        app_settings.reload()

@@ -1,0 +1,99 @@
+"""Settings for the test suite.
+
+DATA_EXCHANGE_TEST_DB=postgres (default) or sqlite picks the database. The end-to-end fixtures
+pass the same environment to the celery worker they start, so both use one database.
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "data_exchange_tool",
+    "workflows",
+    "tests.testapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATIC_URL = "/static/"
+
+DB = os.environ.get("DATA_EXCHANGE_TEST_DB", "postgres")
+if DB == "sqlite":
+    SQLITE_PATH = os.environ.get("DATA_EXCHANGE_TEST_SQLITE", str(BASE_DIR / ".test.sqlite3"))
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE",
+                        "init_command": "PRAGMA journal_mode=WAL;"},
+            "TEST": {"NAME": SQLITE_PATH},
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "NAME": os.environ.get("DATA_EXCHANGE_TEST_PG_NAME", "test"),
+            "TEST": {"NAME": os.environ.get("DATA_EXCHANGE_TEST_PG_TEST_NAME", "test_data_exchange")},
+        }
+    }
+
+MEDIA_ROOT = os.environ.get("DATA_EXCHANGE_TEST_MEDIA", str(BASE_DIR / ".media"))
+
+# Celery: unit tests run eager; the end-to-end fixtures start a real worker and switch
+# CELERY_TASK_ALWAYS_EAGER off through the environment.
+REDIS_URL = os.environ.get("DATA_EXCHANGE_TEST_REDIS", "redis://127.0.0.1:6379/11")
+CELERY_BROKER_URL = os.environ.get("DATA_EXCHANGE_TEST_BROKER", REDIS_URL)
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = os.environ.get("DATA_EXCHANGE_TEST_EAGER", "1") == "1"
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+
+DATA_EXCHANGE_REDIS_URL = os.environ.get("DATA_EXCHANGE_TEST_LOCK_REDIS", REDIS_URL)
+DATA_EXCHANGE_CHUNK_SIZE = int(os.environ.get("DATA_EXCHANGE_TEST_CHUNK_SIZE", "100"))
+
+if os.environ.get("DATA_EXCHANGE_TEST_S3_ENDPOINT"):
+    MODEL_DATA_EXCHANGE_S3_BUCKET_NAME = os.environ.get("DATA_EXCHANGE_TEST_S3_BUCKET", "imports")
+    MODEL_DATA_EXCHANGE_S3_BASE_PATH = "imports"
+    AWS_S3_ENDPOINT_URL = os.environ["DATA_EXCHANGE_TEST_S3_ENDPOINT"]
+    AWS_ACCESS_KEY_ID = "testing"
+    AWS_SECRET_ACCESS_KEY = "testing"
+    AWS_S3_REGION_NAME = "us-east-1"
