@@ -53,8 +53,12 @@ class ImportJob(models.Model):
         help_text=_("The model the rows are imported into."),
     )
     state = models.CharField(
-        _("state"), max_length=32, choices=JobState.choices, default=JobState.CREATED,
-        db_index=True, editable=False,
+        _("state"),
+        max_length=32,
+        choices=JobState.choices,
+        default=JobState.CREATED,
+        db_index=True,
+        editable=False,
     )
     failure_kind = models.CharField(
         _("failure kind"), max_length=16, choices=FailureKind.choices, blank=True, editable=False
@@ -77,7 +81,10 @@ class ImportJob(models.Model):
     # What the preview found.
     header = models.JSONField(_("header"), default=list, blank=True, editable=False)
     column_map = models.JSONField(
-        _("column map"), default=dict, blank=True, editable=False,
+        _("column map"),
+        default=dict,
+        blank=True,
+        editable=False,
         help_text=_("Serializer field → column as written in the file."),
     )
     detected_delimiter = models.CharField(max_length=1, blank=True, editable=False)
@@ -94,12 +101,22 @@ class ImportJob(models.Model):
     lock_token = models.CharField(max_length=64, blank=True, editable=False)
 
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+", verbose_name=_("created by"), editable=False,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
+        editable=False,
     )
     confirmed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+", verbose_name=_("confirmed by"), editable=False,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("confirmed by"),
+        editable=False,
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -156,7 +173,9 @@ class ImportChunk(models.Model):
     imported_rows = models.PositiveIntegerField(null=True)
     preview_attempts = models.PositiveIntegerField(default=0)
     import_attempts = models.PositiveIntegerField(default=0)
-    import_fence = models.PositiveIntegerField(null=True, help_text="Fence the rows were written under.")
+    import_fence = models.PositiveIntegerField(
+        null=True, help_text="Fence the rows were written under."
+    )
     last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -192,7 +211,9 @@ class RowError(models.Model):
     class Meta:
         verbose_name = _("row error")
         ordering = ("job", "row_number", "id")
-        indexes = (models.Index(fields=("job", "phase", "row_number"), name="dxt_rowerror_job_row"),)
+        indexes = (
+            models.Index(fields=("job", "phase", "row_number"), name="dxt_rowerror_job_row"),
+        )
 
     def __str__(self) -> str:
         return f"row {self.row_number} {self.column}: {self.message}"

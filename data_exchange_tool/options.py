@@ -85,8 +85,7 @@ class ImporterOptions:
 
         if not (isinstance(ref, type) and issubclass(ref, BaseSerializer)):
             raise ImproperlyConfiguredImporter(
-                f"{self.label}: Meta.serializer_class must be a DRF serializer class, "
-                f"got {ref!r}."
+                f"{self.label}: Meta.serializer_class must be a DRF serializer class, got {ref!r}."
             )
         return ref
 

@@ -26,7 +26,10 @@ def _register_importer(sender: type[Model], **kwargs: object) -> None:
     meta = sender._meta
     if meta.apps is not global_apps:
         return  # a historical model built by migrations
-    if getattr(meta, "target_model", None) is None and getattr(meta, "serializer_class", None) is None:
+    if (
+        getattr(meta, "target_model", None) is None
+        and getattr(meta, "serializer_class", None) is None
+    ):
         return
     from .models import ImportJob
 

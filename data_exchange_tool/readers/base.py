@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from ..exceptions import FileRejected
 
@@ -18,7 +19,11 @@ Row = tuple[int, list[str | None]]
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How to read a file; empty strings mean "detect"."""
+    """How to read a file; empty strings mean "detect".
+
+    Sizes of text (``max_field_bytes``, ``max_record_bytes``) are counted in characters, as the
+    ``csv`` module counts them.
+    """
 
     encoding: str = ""
     delimiter: str = ""
@@ -29,10 +34,17 @@ class ReadOptions:
     xlsx_max_compression_ratio: int = 200
     xlsx_max_shared_strings_bytes: int = 256 * 1024**2
     temp_dir: str | None = None
+    #: the largest XLSX file (compressed, as uploaded) spooled to a temporary file
+    xlsx_max_file_bytes: int = 1024**3
+    #: the largest CSV record (all its physical lines), which bounds a reader's memory
+    max_record_bytes: int = 64 * 1024**2
 
 
 class TableReader(Protocol):
-    """An open table: its header, then its rows, read once, in order."""
+    """An open table: its header, then its rows, read once, in order.
+
+    Use it as a context manager, or call :meth:`close` when done.
+    """
 
     header: list[str]
     #: what was used to read the file, to show the user (e.g. {"encoding": "utf-8", "delimiter": ";"})
@@ -42,7 +54,37 @@ class TableReader(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> Self:
+        return self
 
-__all__ = ["FileRejected", "ReadOptions", "Row", "TableReader"]
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
+def reject(message: str, line: int | None = None) -> FileRejected:
+    """A :class:`FileRejected` whose ``message`` already names ``line`` where it matters.
+
+    ``line`` is kept on the exception for callers, without appending it to the message again.
+    """
+    error = FileRejected(message)
+    error.line = line
+    return error
+
+
+def human_size(size: float) -> str:
+    """``size`` bytes as a person reads it: "512 bytes", "1.5 MB", "2.0 GB"."""
+    if size < 1024:
+        return f"{int(size)} bytes"
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} TB"
+
+
+__all__ = ["FileRejected", "ReadOptions", "Row", "TableReader", "human_size", "reject"]

@@ -1,0 +1,41 @@
+"""Start a workflow by Celery task name, after the database transaction commits.
+
+The app never imports ``workflows``; it names its tasks. If the task is registered in the
+current Celery app (a worker, or a web process that imported it) it is applied directly, which
+honours ``task_always_eager``; otherwise it is sent by name.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+RUN_PREVIEW = "workflows.run_preview"
+RUN_IMPORT = "workflows.run_import"
+VALIDATE_CHUNK = "workflows.validate_chunk"
+IMPORT_CHUNK = "workflows.import_chunk"
+RECONCILE = "workflows.reconcile"
+
+
+def send(task_name: str, args: list[Any], queue: str) -> None:
+    """Send a task now. Errors (broker down) are logged; the reconcile step re-sends later."""
+    from celery import current_app
+
+    try:
+        task = current_app.tasks.get(task_name)
+        if task is not None:
+            task.apply_async(args=args, queue=queue)
+        else:
+            current_app.send_task(task_name, args=args, queue=queue)
+    except Exception:
+        logger.exception("Could not send %s%r to %s; reconcile will retry.", task_name, args, queue)
+
+
+def send_on_commit(task_name: str, args: list[Any], queue: str) -> None:
+    """Send a task once the current transaction commits (at once outside a transaction)."""
+    transaction.on_commit(partial(send, task_name, args, queue))

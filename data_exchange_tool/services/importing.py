@@ -1,0 +1,176 @@
+"""The import: write every chunk exactly once, then reduce and release the lock.
+
+A chunk's "done" mark is set first inside the transaction that writes its rows, so a duplicate
+copy of the task waits on that row and then finds the chunk done, and a crashed copy leaves no
+rows and no mark. The transaction also checks that the job still holds the import under the
+fence the task was sent with, so a worker that wakes after its job was failed writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from .. import hooks
+from ..conf import app_settings
+from ..exceptions import StaleFence
+from ..locks import ContentTypeLock
+from ..models import ImportChunk, ImportJob
+from ..states import ChunkState, FailureKind, JobState, Phase
+from ..validation import CellError
+from ..writers import RowWriteError, write_rows
+from . import chunk_work, transitions
+
+logger = logging.getLogger(__name__)
+
+
+def pending_chunks(job_id: Any) -> tuple[int, list[int]]:
+    """The job's fence and the ids of its chunks not yet imported (none if not importing)."""
+    job = ImportJob.objects.get(pk=job_id)
+    if job.state != JobState.IMPORT_IN_PROGRESS:
+        return job.fence, []
+    ids = (
+        job.chunks.filter(import_state=ChunkState.PENDING)
+        .order_by("index")
+        .values_list("id", flat=True)
+    )
+    return job.fence, list(ids)
+
+
+def import_chunk(job_id: Any, chunk_id: int, fence: int) -> str:
+    """Re-validate and write one chunk under ``fence``; returns what happened."""
+    chunk = ImportChunk.objects.select_related("job").get(pk=chunk_id)
+    job = chunk.job
+    if chunk.import_state != ChunkState.PENDING:
+        return "already done"
+    if job.state != JobState.IMPORT_IN_PROGRESS or job.fence != fence:
+        return "stale"
+    attempts = chunk_work.count_attempt(chunk, Phase.IMPORT)
+    if attempts > app_settings.MAX_CHUNK_ATTEMPTS:
+        chunk_work.record_fault(chunk.pk, f"Gave up after {attempts - 1} attempts.")
+        return "gave up"
+    ContentTypeLock(job.content_type_id).renew(job.lock_token)
+    result = chunk_work.validate_chunk_rows(job, chunk)
+    if result.errors:
+        _fail_chunk(job, chunk, result.errors)
+        return "invalid rows"
+    try:
+        written = _write(job, chunk, fence, result.valid)
+    except RowWriteError as exc:
+        _fail_chunk(job, chunk, [CellError(exc.row_number, "", "", "database", exc.message)])
+        return "database refused a row"
+    ContentTypeLock(job.content_type_id).renew(job.lock_token)
+    return "written" if written else "already done"
+
+
+def _write(job: ImportJob, chunk: ImportChunk, fence: int, rows: list[tuple[int, dict]]) -> bool:
+    serializer = job.importer_options.serializer_class(context={"import_job": job})
+    with transaction.atomic():
+        if not transitions.hold_for_chunk(job.pk, fence):
+            raise StaleFence(f"Job {job.pk} no longer holds the import under fence {fence}.")
+        marked = ImportChunk.objects.filter(pk=chunk.pk, import_state=ChunkState.PENDING).update(
+            import_state=ChunkState.DONE,
+            imported_rows=len(rows),
+            import_fence=fence,
+            last_error="",
+            updated_at=timezone.now(),
+        )
+        if not marked:
+            return False
+        hooks.fire("after_chunk_marked", job_id=job.pk, chunk_index=chunk.index, phase=Phase.IMPORT)
+        write_rows(job.importer_options, serializer, rows)
+        hooks.fire(
+            "before_chunk_commit", job_id=job.pk, chunk_index=chunk.index, phase=Phase.IMPORT
+        )
+    return True
+
+
+def _fail_chunk(job: ImportJob, chunk: ImportChunk, errors: list[CellError]) -> None:
+    with transaction.atomic():
+        marked = ImportChunk.objects.filter(pk=chunk.pk, import_state=ChunkState.PENDING).update(
+            import_state=ChunkState.FAILED,
+            imported_rows=0,
+            updated_at=timezone.now(),
+            last_error=f"{len(errors)} row(s) failed at import; nothing of this chunk was written.",
+        )
+        if marked:
+            chunk.row_errors.filter(phase=Phase.IMPORT).delete()
+            chunk_work.store_errors(job, chunk, Phase.IMPORT, errors)
+
+
+def finalize_import(job_id: Any) -> None:
+    """Set IMPORT_SUCCEEDED or IMPORT_FAILED from the ledger, and release the lock."""
+    job = ImportJob.objects.get(pk=job_id)
+    if job.state != JobState.IMPORT_IN_PROGRESS:
+        _release(job)
+        return
+    hooks.fire("before_finalize", job_id=job.pk, phase=Phase.IMPORT)
+    ledger = job.chunks.all()
+    imported = ledger.aggregate(n=Sum("imported_rows"))["n"] or 0
+    failed = list(ledger.filter(import_state=ChunkState.FAILED).order_by("index"))
+    pending = list(ledger.filter(import_state=ChunkState.PENDING).order_by("index"))
+    now = timezone.now()
+    if not failed and not pending:
+        moved = transitions.move(
+            job.pk,
+            JobState.IMPORT_SUCCEEDED,
+            expected=[JobState.IMPORT_IN_PROGRESS],
+            message=f"{imported} row(s) imported",
+            imported_rows=imported,
+            import_finished_at=now,
+        )
+    else:
+        moved = fail_import(
+            job,
+            _failure_summary(imported, failed, pending),
+            kind=FailureKind.DATA if failed else FailureKind.FAULT,
+            imported_rows=imported,
+        )
+    if moved or job.state != JobState.IMPORT_IN_PROGRESS:
+        _release(job)
+
+
+def fail_import(job: ImportJob, reason: str, *, kind: FailureKind, **fields: Any) -> bool:
+    moved = transitions.move(
+        job.pk,
+        JobState.IMPORT_FAILED,
+        expected=[JobState.IMPORT_IN_PROGRESS],
+        message=reason,
+        error_summary=reason,
+        failure_kind=kind,
+        import_finished_at=timezone.now(),
+        **fields,
+    )
+    _release(job)
+    return moved
+
+
+def _release(job: ImportJob) -> None:
+    ContentTypeLock(job.content_type_id).release(job.lock_token)
+
+
+def _failure_summary(imported: int, failed: list[ImportChunk], pending: list[ImportChunk]) -> str:
+    parts = [f"{imported:,} row(s) were imported."]
+    if failed:
+        rows = sum(c.row_count for c in failed)
+        parts.append(
+            f"{rows:,} row(s) in chunk(s) {_indexes(failed)} were not written because rows "
+            "failed validation or the database refused them; see the row errors."
+        )
+    if pending:
+        rows = sum(c.row_count for c in pending)
+        reason = next((c.last_error for c in pending if c.last_error), "their tasks did not finish")
+        parts.append(
+            f"{rows:,} row(s) in chunk(s) {_indexes(pending)} were not written: {reason} "
+            "Resume the import to write them."
+        )
+    return " ".join(parts)
+
+
+def _indexes(ledger: list[ImportChunk]) -> str:
+    shown = ", ".join(str(c.index) for c in ledger[:10])
+    return shown + (f" and {len(ledger) - 10} more" if len(ledger) > 10 else "")

@@ -1,0 +1,152 @@
+"""Creating jobs and confirming, resuming imports: what admin, API and commands call."""
+
+from __future__ import annotations
+
+import uuid
+from typing import IO, Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .. import dispatch, registry
+from ..conf import app_settings
+from ..exceptions import FileRejected, ImportLockHeld, TransitionRefused
+from ..locks import ContentTypeLock
+from ..models import ImportChunk, ImportJob
+from ..states import ChunkState, FailureKind, JobState
+from ..storage import display_name, import_storage
+from . import transitions
+
+
+def create_job(
+    importer: str,
+    upload: IO[bytes],
+    *,
+    name: str | None = None,
+    user: Any = None,
+    encoding: str = "",
+    delimiter: str = "",
+    sheet_name: str = "",
+) -> ImportJob:
+    """Store an uploaded file for ``importer`` and queue its preview after commit.
+
+    ``upload`` is any binary file object (a Django ``UploadedFile``, an open file). The file is
+    stored under a key made from the new job's id; ``name`` is only shown.
+    """
+    options = registry.get_importer(importer)
+    original = display_name(name or getattr(upload, "name", "") or "upload")
+    size = getattr(upload, "size", None)
+    if size is not None and size > app_settings.MAX_FILE_BYTES:
+        raise FileRejected(
+            f"The file is {size:,} bytes; the limit is {app_settings.MAX_FILE_BYTES:,} bytes."
+        )
+    job = ImportJob(
+        id=uuid.uuid4(),
+        importer=importer,
+        content_type=ContentType.objects.get_for_model(options.target_model),
+        original_name=original,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet_name=sheet_name,
+        created_by=user if getattr(user, "pk", None) else None,
+    )
+    stored = import_storage().save_source(job.pk, original, upload)
+    job.source_key, job.file_size = stored.key, stored.size
+    job.checksum, job.source_etag = stored.checksum, stored.etag
+    job.file_format = stored.key.rsplit("/", 1)[-1].removeprefix("source.")
+    with transaction.atomic():
+        job.save(force_insert=True)
+        dispatch.send_on_commit(dispatch.RUN_PREVIEW, [str(job.pk)], app_settings.PREVIEW_QUEUE)
+    return job
+
+
+def confirm_refusals(job: ImportJob) -> list[str]:
+    """Why Confirm Import would be refused now; empty when it is allowed."""
+    if job.state != JobState.PREVIEW_SUCCEEDED:
+        return [
+            f"The job is {job.get_state_display().lower()}; only a job whose preview succeeded "
+            "can be imported."
+        ]
+    if job.invalid_rows:
+        return [
+            f"The preview found {job.invalid_rows:,} row(s) with errors; fix the file and "
+            "upload it again."
+        ]
+    other = (
+        ImportJob.objects.filter(
+            content_type_id=job.content_type_id, state=JobState.IMPORT_IN_PROGRESS
+        )
+        .exclude(pk=job.pk)
+        .first()
+    )
+    if other is not None:
+        return [_busy_message(job, other.pk)]
+    return []
+
+
+def _busy_message(job: ImportJob, other: Any) -> str:
+    model = job.content_type.model_class()
+    label = model._meta.verbose_name_plural if model else job.content_type
+    return f"Another import into {label} is running (job {other}); wait until it finishes."
+
+
+def confirm_import(job_id: Any, *, user: Any = None) -> ImportJob:
+    """Take the target's lock, move the job to IMPORT_IN_PROGRESS and queue its chunks.
+
+    Raises :class:`TransitionRefused` (or :class:`ImportLockHeld`) naming the rule that failed.
+    """
+    job = ImportJob.objects.select_related("content_type").get(pk=job_id)
+    refusals = confirm_refusals(job)
+    if refusals:
+        raise (ImportLockHeld if "Another import" in refusals[0] else TransitionRefused)(
+            refusals[0]
+        )
+    _start_import(job, expected=JobState.PREVIEW_SUCCEEDED, user=user)
+    job.refresh_from_db()
+    return job
+
+
+def resume_import(job_id: Any, *, user: Any = None) -> ImportJob:
+    """Run the unfinished chunks of an import that failed by a fault (not by its data)."""
+    job = ImportJob.objects.select_related("content_type").get(pk=job_id)
+    if job.state != JobState.IMPORT_FAILED or job.failure_kind != FailureKind.FAULT:
+        raise TransitionRefused(
+            "Only an import that failed by a fault (not by bad data) can be resumed."
+        )
+    _start_import(job, expected=JobState.IMPORT_FAILED, user=user)
+    job.refresh_from_db()
+    return job
+
+
+def _start_import(job: ImportJob, *, expected: JobState, user: Any) -> None:
+    token = uuid.uuid4().hex
+    lock = ContentTypeLock(job.content_type_id)
+    if not lock.acquire(token):
+        raise ImportLockHeld(_busy_message(job, lock.holder() or "?"))
+    try:
+        with transaction.atomic():
+            moved = transitions.move(
+                job.pk,
+                JobState.IMPORT_IN_PROGRESS,
+                expected=[expected],
+                fence=job.fence + 1,
+                lock_token=token,
+                failure_kind="",
+                error_summary="",
+                import_started_at=timezone.now(),
+                import_finished_at=None,
+                confirmed_by=user if getattr(user, "pk", None) else None,
+            )
+            if not moved:
+                raise TransitionRefused("The job changed state meanwhile; reload the page.")
+            ImportChunk.objects.filter(job=job, import_state=ChunkState.PENDING).update(
+                import_attempts=0, last_error=""
+            )
+            dispatch.send_on_commit(dispatch.RUN_IMPORT, [str(job.pk)], app_settings.IMPORT_QUEUE)
+    except IntegrityError:
+        lock.release(token)
+        raise ImportLockHeld(_busy_message(job, "another job")) from None
+    except BaseException:
+        lock.release(token)
+        raise

@@ -1,0 +1,99 @@
+"""The named Celery tasks. Each is thin: ids in, one call into the app's services.
+
+Tasks are late-acked and requeued if their worker process dies; every service they call is
+idempotent, so a task that runs twice (even at the same time) changes nothing more. Chunk tasks
+never fail the chord: a fault is retried, then recorded on the chunk, and the reducer (or the
+reconcile step, if the chord never fires) turns the ledger into the job's final state.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+
+from data_exchange_tool.exceptions import StaleFence
+from data_exchange_tool.services import importing, preview, reconcile
+from data_exchange_tool.services.chunk_work import record_fault
+
+from . import canvas
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE = (OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError)
+TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": 5,
+}
+
+
+def _retry_or_record(task: Any, chunk_id: int, exc: Exception) -> None:
+    close_old_connections()
+    if isinstance(exc, RETRYABLE) and task.request.retries < task.max_retries:
+        raise task.retry(exc=exc, countdown=min(2**task.request.retries, 30))
+    logger.exception("Chunk %s failed", chunk_id)
+    record_fault(chunk_id, f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(name="workflows.run_preview", **TASK_OPTIONS)
+def run_preview(self: Any, job_id: str) -> None:
+    """Split the source, then validate every chunk in a chord reduced by finalize_preview."""
+    try:
+        chunk_ids = preview.split_source(job_id)
+    except RETRYABLE as exc:
+        close_old_connections()
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
+    if chunk_ids:
+        canvas.preview_chord(job_id, chunk_ids).apply_async()
+
+
+@shared_task(name="workflows.validate_chunk", **TASK_OPTIONS)
+def validate_chunk(self: Any, job_id: str, chunk_id: int) -> None:
+    try:
+        preview.validate_chunk(job_id, chunk_id)
+    except Exception as exc:
+        _retry_or_record(self, chunk_id, exc)
+
+
+@shared_task(name="workflows.finalize_preview", **TASK_OPTIONS)
+def finalize_preview(self: Any, _results: Any, job_id: str) -> None:
+    preview.finalize_preview(job_id)
+
+
+@shared_task(name="workflows.run_import", **TASK_OPTIONS)
+def run_import(self: Any, job_id: str) -> None:
+    """Write every pending chunk in a chord reduced by finalize_import."""
+    fence, chunk_ids = importing.pending_chunks(job_id)
+    if chunk_ids:
+        canvas.import_chord(job_id, fence, chunk_ids).apply_async()
+    else:
+        importing.finalize_import(job_id)
+
+
+@shared_task(name="workflows.import_chunk", **TASK_OPTIONS)
+def import_chunk(self: Any, job_id: str, chunk_id: int, fence: int) -> str:
+    try:
+        return importing.import_chunk(job_id, chunk_id, fence)
+    except StaleFence:
+        return "stale"
+    except DatabaseError as exc:
+        _retry_or_record(self, chunk_id, exc)
+        return "fault"
+    except Exception as exc:
+        _retry_or_record(self, chunk_id, exc)
+        return "fault"
+
+
+@shared_task(name="workflows.finalize_import", **TASK_OPTIONS)
+def finalize_import(self: Any, _results: Any, job_id: str) -> None:
+    importing.finalize_import(job_id)
+
+
+@shared_task(name="workflows.reconcile", bind=True, acks_late=True)
+def reconcile_jobs(self: Any) -> dict[str, int]:
+    """Finish, re-send or fail jobs that stopped making progress (see services.reconcile)."""
+    return reconcile.reconcile(send=canvas.send_by_name)
