@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import Warning as CheckWarning
 
 from . import registry
 from .conf import SETTINGS, app_settings
@@ -58,7 +59,7 @@ def check_importers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
         serializer_model = getattr(getattr(serializer, "Meta", None), "model", None)
         if serializer_model is not None and serializer_model is not model:
             messages.append(
-                Warning(
+                CheckWarning(
                     f"{label}: the serializer's Meta.model is {serializer_model._meta.label}, "
                     f"but Meta.target_model is {model._meta.label}.",
                     obj=label,
@@ -85,7 +86,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         return messages
     if app_settings.REDIS_URL and app_settings.LOCK_TIMEOUT <= app_settings.CHUNK_TIME_LIMIT:
         messages.append(
-            Warning(
+            CheckWarning(
                 "DATA_EXCHANGE_LOCK_TIMEOUT is not longer than DATA_EXCHANGE_CHUNK_TIME_LIMIT: "
                 "the import lock can expire while a chunk is still being written.",
                 hint="Make the lock timeout at least twice the chunk time limit.",
@@ -113,7 +114,7 @@ def _check_celery() -> list[CheckMessage]:
         ]
     if not conf.task_acks_late or (conf.worker_prefetch_multiplier or 4) > 1:
         return [
-            Warning(
+            CheckWarning(
                 "Celery is not set to task_acks_late=True with worker_prefetch_multiplier=1; "
                 "long chunk tasks may be held by a busy worker or delivered twice.",
                 id="data_exchange_tool.W003",

@@ -28,6 +28,9 @@ def send(task_name: str, args: list[Any], queue: str) -> None:
 
     try:
         task = current_app.tasks.get(task_name)
+        if task is None and current_app.conf.task_always_eager:
+            current_app.loader.import_default_modules()  # autodiscovered tasks, as a worker does
+            task = current_app.tasks.get(task_name)
         if task is not None:
             task.apply_async(args=args, queue=queue)
         else:

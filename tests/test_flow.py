@@ -1,0 +1,295 @@
+"""The whole flow through the services, with eager Celery and local storage.
+
+What a user sees: the job's state, counts and errors, and the rows in the target table.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, close_old_connections, connection
+
+from data_exchange_tool import services
+from data_exchange_tool.exceptions import ImportLockHeld, TransitionRefused
+from data_exchange_tool.locks import ContentTypeLock
+from data_exchange_tool.models import ImportJob, JobEvent
+from data_exchange_tool.services import transitions
+from data_exchange_tool.states import JobState
+from tests.testapp.models import Partner, StockRecord
+
+HEADER = "sku,name,price,quantity,warehouse,active,updated_at,partner\n"
+IMPORTER = "testapp.StockRecordImportJob"
+UPSERT = "testapp.StockRecordUpsertImportJob"
+
+
+def csv_rows(n: int, start: int = 0, partner: str = "P1") -> str:
+    return "".join(
+        f"SKU{i:05d},Item {i},{i}.50,{i % 7},W1,true,2024-01-02T03:04:05Z,{partner}\n"
+        for i in range(start, start + n)
+    )
+
+
+def upload(text: str | bytes, name: str = "stock.csv", importer: str = IMPORTER, **kw) -> ImportJob:
+    data = text.encode() if isinstance(text, str) else text
+    job = services.create_job(importer, io.BytesIO(data), name=name, **kw)
+    job.refresh_from_db()
+    return job
+
+
+@pytest.fixture(autouse=True)
+def _local_storage(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.DATA_EXCHANGE_CHUNK_SIZE = 7
+
+
+@pytest.fixture
+def partners(db):
+    return [Partner.objects.create(code=c, name=c) for c in ("P1", "P2")]
+
+
+@pytest.fixture
+def run_on_commit(django_capture_on_commit_callbacks):
+    def run(fn, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def preview(run_on_commit, text, **kw) -> ImportJob:
+    job = run_on_commit(upload, text, **kw)
+    job.refresh_from_db()
+    return job
+
+
+def confirm(run_on_commit, job) -> ImportJob:
+    run_on_commit(services.confirm_import, job.pk)
+    job.refresh_from_db()
+    return job
+
+
+@pytest.mark.django_db
+def test_valid_csv_is_previewed_then_imported(partners, run_on_commit):
+    job = preview(run_on_commit, HEADER + csv_rows(20))
+    assert job.state == JobState.PREVIEW_SUCCEEDED
+    assert (job.total_rows, job.valid_rows, job.invalid_rows) == (20, 20, 0)
+    assert job.chunk_count == 3
+    assert job.preview_sample[0] == {
+        "row": 2,
+        "values": {
+            "sku": "SKU00000", "name": "Item 0", "price": "0.50", "quantity": "0",
+            "warehouse": "W1", "active": "true", "updated_at": "2024-01-02T03:04:05Z",
+            "partner": "P1",
+        },
+    }
+    assert StockRecord.objects.count() == 0, "the preview writes nothing"
+
+    job = confirm(run_on_commit, job)
+    assert job.state == JobState.IMPORT_SUCCEEDED
+    assert job.imported_rows == 20
+    assert StockRecord.objects.count() == 20
+    record = StockRecord.objects.get(sku="SKU00003")
+    assert (record.price, record.quantity, record.partner.code) == (Decimal("3.50"), 3, "P1")
+    assert list(job.events.values_list("to_state", flat=True)) == [
+        JobState.PREVIEW_SUCCEEDED, JobState.IMPORT_IN_PROGRESS, JobState.IMPORT_SUCCEEDED,
+    ]
+    assert ContentTypeLock(job.content_type_id).holder() is None
+
+
+@pytest.mark.django_db
+def test_row_errors_name_row_column_and_value_and_block_confirm(partners, run_on_commit):
+    rows = csv_rows(3)
+    rows += "SKU90001,Bad price,abc,1,W1,true,,P1\n"
+    rows += "SKU90002,Unknown partner,1.00,1,W1,true,,NOPE\n"
+    rows += '"SKU90003","Quoted, with newline\nin name",1.00,-5,W1,true,,P1\n'
+    job = preview(run_on_commit, HEADER + rows)
+    assert job.state == JobState.PREVIEW_SUCCEEDED
+    assert (job.total_rows, job.valid_rows, job.invalid_rows) == (6, 3, 3)
+    errors = {(e.row_number, e.column): (e.message, e.value) for e in job.row_errors.all()}
+    assert errors[(5, "price")] == ("A valid number is required.", "abc")
+    assert errors[(6, "partner")] == ("Object with code=NOPE does not exist.", "NOPE")
+    assert errors[(7, "quantity")][0] == "Ensure this value is greater than or equal to 0."
+
+    with pytest.raises(TransitionRefused, match="3 row\\(s\\) with errors"):
+        services.confirm_import(job.pk)
+    assert StockRecord.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_header_is_matched_ignoring_case_and_spaces(partners, run_on_commit):
+    header = " SKU , Name,PRICE,quantity,warehouse,active,updated_at,Partner\n"
+    job = preview(run_on_commit, header + csv_rows(2))
+    assert job.state == JobState.PREVIEW_SUCCEEDED
+    assert job.column_map["sku"] == "SKU"
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"", "empty.csv", "empty"),
+        (HEADER.encode(), "header-only.csv", "no rows"),
+        (b"sku,name\nA,B\n", "missing.csv", "missing required column(s): price"),
+        (HEADER.strip().encode() + b",colour\n", "unknown.csv", "unknown column(s): colour"),
+        (b"PK\x03\x04" + b"\x00" * 200, "renamed.csv", "not a CSV"),
+        (
+            (HEADER + 'SKU1,"Unterminated,1.00,1,W1,true,,P1\nSKU2,x,1,1,W1,true,,P1\n').encode(),
+            "quote.csv",
+            "quote",
+        ),
+        ((HEADER + "SKU1,Müller,1.00,1,W1,true,,P1\n").encode("cp1252"), "latin.csv", "UTF-8"),
+    ],
+)
+@pytest.mark.django_db
+def test_bad_files_fail_the_preview_with_a_clear_message(partners, run_on_commit, content, name, message):
+    job = preview(run_on_commit, content, name=name)
+    assert job.state == JobState.PREVIEW_FAILED
+    assert message.lower() in job.error_summary.lower()
+    assert StockRecord.objects.count() == 0
+    with pytest.raises(TransitionRefused, match="only a job whose preview succeeded"):
+        services.confirm_import(job.pk)
+
+
+@pytest.mark.django_db
+def test_windows_1252_file_reads_with_its_encoding_named(partners, run_on_commit):
+    content = (HEADER + "SKU1,Müller,1.00,1,W1,true,,P1\n").encode("cp1252")
+    job = preview(run_on_commit, content, encoding="windows-1252")
+    assert job.state == JobState.PREVIEW_SUCCEEDED
+    confirm(run_on_commit, job)
+    assert StockRecord.objects.get(sku="SKU1").name == "Müller"
+
+
+@pytest.mark.django_db
+def test_semicolon_delimiter_is_detected(partners, run_on_commit):
+    text = HEADER.replace(",", ";") + csv_rows(3).replace(",", ";")
+    job = preview(run_on_commit, text)
+    assert (job.state, job.detected_delimiter, job.valid_rows) == (JobState.PREVIEW_SUCCEEDED, ";", 3)
+
+
+@pytest.mark.django_db
+def test_key_repeated_in_file_is_an_error_naming_the_earlier_row(partners, run_on_commit):
+    job = preview(run_on_commit, HEADER + csv_rows(9) + csv_rows(1, start=2), importer=UPSERT)
+    assert job.invalid_rows == 1
+    error = job.row_errors.get()
+    assert error.row_number == 11
+    assert "row 4 already has it" in error.message
+
+
+@pytest.mark.django_db
+def test_upsert_updates_existing_keys(partners, run_on_commit):
+    StockRecord.objects.create(sku="SKU00001", name="Old", price=1, quantity=1, partner=partners[1])
+    job = confirm(run_on_commit, preview(run_on_commit, HEADER + csv_rows(3), importer=UPSERT))
+    assert job.state == JobState.IMPORT_SUCCEEDED
+    assert StockRecord.objects.count() == 3
+    assert StockRecord.objects.get(sku="SKU00001").name == "Item 1"
+
+
+@pytest.mark.django_db
+def test_without_unique_fields_an_existing_key_is_a_preview_error(partners, run_on_commit):
+    StockRecord.objects.create(sku="SKU00001", name="Old", price=1, quantity=1, partner=partners[1])
+    job = preview(run_on_commit, HEADER + csv_rows(3))
+    assert job.invalid_rows == 1
+    assert job.row_errors.get().message == "stock record with this sku already exists."
+
+
+@pytest.mark.django_db
+def test_rows_invalid_at_import_time_fail_the_import_and_release_the_lock(partners, run_on_commit):
+    job = preview(run_on_commit, HEADER + csv_rows(10))
+    StockRecord.objects.create(sku="SKU00008", name="Meanwhile", price=1, quantity=1, partner=partners[0])
+    job = confirm(run_on_commit, job)
+    assert job.state == JobState.IMPORT_FAILED
+    assert job.failure_kind == "data"
+    assert "chunk(s) 1" in job.error_summary
+    assert job.row_errors.filter(phase="import", row_number=10).exists()
+    assert StockRecord.objects.count() == 1 + 7, "chunk 0 committed; chunk 1 wrote nothing"
+    assert ContentTypeLock(job.content_type_id).holder() is None
+    with pytest.raises(TransitionRefused, match="failed by a fault"):
+        services.resume_import(job.pk)
+
+
+@pytest.mark.django_db
+def test_confirm_is_refused_while_another_job_of_the_target_imports(partners, run_on_commit):
+    first = preview(run_on_commit, HEADER + csv_rows(3))
+    second = preview(run_on_commit, HEADER + csv_rows(3, start=100), importer=UPSERT)
+    # first holds the import: move it by hand and keep it there
+    token = "held-by-first"
+    assert ContentTypeLock(first.content_type_id).acquire(token)
+    try:
+        assert transitions.move(first.pk, JobState.IMPORT_IN_PROGRESS, lock_token=token, fence=1)
+        with pytest.raises(ImportLockHeld, match="Another import into stock records is running"):
+            services.confirm_import(second.pk)
+    finally:
+        ContentTypeLock(first.content_type_id).release(token)
+    second.refresh_from_db()
+    assert second.state == JobState.PREVIEW_SUCCEEDED
+
+
+@pytest.mark.django_db
+def test_database_allows_one_importing_job_per_target_even_without_the_lock(partners, run_on_commit):
+    first = preview(run_on_commit, HEADER + csv_rows(3))
+    second = preview(run_on_commit, HEADER + csv_rows(3, start=100))
+    assert transitions.move(first.pk, JobState.IMPORT_IN_PROGRESS)
+    with pytest.raises(IntegrityError):
+        transitions.move(second.pk, JobState.IMPORT_IN_PROGRESS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_confirms_let_exactly_one_import_start(partners, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    jobs = []
+    for start in (0, 100, 200, 300):
+        job = upload(HEADER + csv_rows(3, start=start))
+        from data_exchange_tool.services import preview as preview_service
+
+        for chunk_id in preview_service.split_source(job.pk):
+            preview_service.validate_chunk(job.pk, chunk_id)
+        preview_service.finalize_preview(job.pk)
+        jobs.append(job.pk)
+    barrier = threading.Barrier(len(jobs))
+    outcomes: list[str] = []
+
+    def attempt(job_id):
+        barrier.wait()
+        try:
+            with _no_dispatch():
+                services.confirm_import(job_id)
+            outcomes.append("started")
+        except TransitionRefused:
+            outcomes.append("refused")
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=attempt, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused"] * 3 + ["started"]
+    assert ImportJob.objects.filter(state=JobState.IMPORT_IN_PROGRESS).count() == 1
+    winner = ImportJob.objects.get(state=JobState.IMPORT_IN_PROGRESS)
+    ContentTypeLock(winner.content_type_id).release(winner.lock_token)
+
+
+class _no_dispatch:
+    """Keep the started import from running: the race is about who may start."""
+
+    def __enter__(self):
+        from data_exchange_tool import dispatch
+
+        self._send = dispatch.send
+        dispatch.send = lambda *a, **k: None
+
+    def __exit__(self, *exc):
+        from data_exchange_tool import dispatch
+
+        dispatch.send = self._send
+
+
+@pytest.mark.django_db
+def test_each_move_is_recorded_once(partners, run_on_commit):
+    job = preview(run_on_commit, HEADER + csv_rows(2))
+    assert not transitions.move(job.pk, JobState.PREVIEW_SUCCEEDED, expected=[JobState.CREATED])
+    assert JobEvent.objects.filter(job=job, to_state=JobState.PREVIEW_SUCCEEDED).count() == 1
