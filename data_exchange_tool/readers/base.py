@@ -47,7 +47,8 @@ class TableReader(Protocol):
     """
 
     header: list[str]
-    #: what was used to read the file, to show the user (e.g. {"encoding": "utf-8", "delimiter": ";"})
+    #: what was used to read the file, to show the user,
+    #: e.g. {"encoding": "utf-8", "delimiter": ";"} or {"sheet": "Sheet1"}
     detected: dict[str, str]
 
     def rows(self) -> Iterator[Row]: ...
