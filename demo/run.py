@@ -14,7 +14,7 @@ from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -29,7 +29,12 @@ from demo.settings import STATE_DIR  # noqa: E402
 
 ROWS = 5000
 IMPORTER = "inventory.StockRecordImportJob"
-PARTNERS = {"ACME": "Acme Supplies", "GLOBEX": "Globex", "INITECH": "Initech", "UMBRELLA": "Umbrella"}
+PARTNERS = {
+    "ACME": "Acme Supplies",
+    "GLOBEX": "Globex",
+    "INITECH": "Initech",
+    "UMBRELLA": "Umbrella",
+}
 HEADER = "sku,name,price,quantity,warehouse,active,updated_at,partner\n"
 BAD_ROWS = {
     120: "price",  # not a number
@@ -43,7 +48,9 @@ def stock_line(i: int, rng: random.Random, broken: str | None = None) -> str:
     price = f"{rng.uniform(0.5, 900):.2f}"
     quantity = str(rng.randint(0, 5000))
     partner = rng.choice(list(PARTNERS))
-    updated = f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00:00Z"
+    updated = (
+        f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00:00Z"
+    )
     name = f'"{rng.choice(["Bolt", "Nut", "Washer", "Hinge", "Bracket"])} {i}, {rng.choice(["zinc", "steel", "brass"])}"'
     if broken == "price":
         price = "12,5O"
@@ -77,13 +84,17 @@ def upload(path: Path) -> ImportJob:
 def show(job: ImportJob, title: str) -> None:
     print(f"\n== {title}")
     print(f"   job {job.pk}  state: {job.state}")
-    print(f"   rows {job.total_rows}, valid {job.valid_rows}, invalid {job.invalid_rows}, "
-          f"imported {job.imported_rows}, chunks {job.chunk_count}")
+    print(
+        f"   rows {job.total_rows}, valid {job.valid_rows}, invalid {job.invalid_rows}, "
+        f"imported {job.imported_rows}, chunks {job.chunk_count}"
+    )
     if job.error_summary:
         print(f"   error: {job.error_summary}")
     for error in job.row_errors.order_by("row_number")[:10]:
-        print(f"   row {error.row_number}, column {error.column!r}: {error.message} "
-              f"(value {error.value!r})")
+        print(
+            f"   row {error.row_number}, column {error.column!r}: {error.message} "
+            f"(value {error.value!r})"
+        )
 
 
 def main() -> None:
@@ -113,8 +124,10 @@ def main() -> None:
     seconds = time.perf_counter() - started
     show(job, f"Import ({seconds:.2f} s)")
     total = StockRecord.objects.count()
-    print(f"\n   {total} stock records in the table; {job.imported_rows / seconds:,.0f} rows/s imported, "
-          f"{ROWS / (preview_seconds + seconds):,.0f} rows/s end to end")
+    print(
+        f"\n   {total} stock records in the table; {job.imported_rows / seconds:,.0f} rows/s imported, "
+        f"{ROWS / (preview_seconds + seconds):,.0f} rows/s end to end"
+    )
     sample = StockRecord.objects.order_by("sku").first()
     assert sample is not None and sample.price > Decimal(0)
 

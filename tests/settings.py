@@ -6,6 +6,10 @@ pass the same environment to the celery worker they start, so both use one datab
 
 import os
 from pathlib import Path
+from typing import Any
+
+import django
+from django.db.backends.signals import connection_created
 
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "tests-only-not-secret"
@@ -52,13 +56,31 @@ STATIC_URL = "/static/"
 
 DB = os.environ.get("DATA_EXCHANGE_TEST_DB", "postgres")
 if DB == "sqlite":
-    SQLITE_PATH = os.environ.get("DATA_EXCHANGE_TEST_SQLITE", str(BASE_DIR / ".test.sqlite3"))
+    # one database per test session by default, so concurrent sessions never share one
+    SQLITE_PATH = os.environ.get(
+        "DATA_EXCHANGE_TEST_SQLITE", str(BASE_DIR / f".test-{os.getpid()}.sqlite3")
+    )
+    # One file shared with the worker process: WAL lets readers run beside the writer, "timeout"
+    # (SQLite's busy timeout, seconds) makes a writer wait for the lock instead of failing, and
+    # IMMEDIATE transactions take the write lock at BEGIN, so two writers never deadlock.
+    SQLITE_OPTIONS: dict[str, Any] = {"timeout": 30}
+    if django.VERSION >= (5, 1):
+        SQLITE_OPTIONS |= {
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    else:  # Django 4.2: no init_command / transaction_mode options for SQLite
+
+        def _sqlite_wal(sender: Any, connection: Any, **kwargs: Any) -> None:
+            if connection.vendor == "sqlite":
+                connection.connection.execute("PRAGMA journal_mode=WAL")
+
+        connection_created.connect(_sqlite_wal)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": SQLITE_PATH,
-            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE",
-                        "init_command": "PRAGMA journal_mode=WAL;"},
+            "OPTIONS": SQLITE_OPTIONS,
             "TEST": {"NAME": SQLITE_PATH},
         }
     }
@@ -70,7 +92,11 @@ else:
             "PORT": os.environ.get("PGPORT", "5432"),
             "USER": os.environ.get("PGUSER", "postgres"),
             "NAME": os.environ.get("DATA_EXCHANGE_TEST_PG_NAME", "test"),
-            "TEST": {"NAME": os.environ.get("DATA_EXCHANGE_TEST_PG_TEST_NAME", "test_data_exchange")},
+            "TEST": {
+                "NAME": os.environ.get(
+                    "DATA_EXCHANGE_TEST_PG_TEST_NAME", f"test_data_exchange_{os.getpid()}"
+                )
+            },
         }
     }
 

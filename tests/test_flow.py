@@ -80,8 +80,13 @@ def test_valid_csv_is_previewed_then_imported(partners, run_on_commit):
     assert job.preview_sample[0] == {
         "row": 2,
         "values": {
-            "sku": "SKU00000", "name": "Item 0", "price": "0.50", "quantity": "0",
-            "warehouse": "W1", "active": "true", "updated_at": "2024-01-02T03:04:05Z",
+            "sku": "SKU00000",
+            "name": "Item 0",
+            "price": "0.50",
+            "quantity": "0",
+            "warehouse": "W1",
+            "active": "true",
+            "updated_at": "2024-01-02T03:04:05Z",
             "partner": "P1",
         },
     }
@@ -94,7 +99,9 @@ def test_valid_csv_is_previewed_then_imported(partners, run_on_commit):
     record = StockRecord.objects.get(sku="SKU00003")
     assert (record.price, record.quantity, record.partner.code) == (Decimal("3.50"), 3, "P1")
     assert list(job.events.values_list("to_state", flat=True)) == [
-        JobState.PREVIEW_SUCCEEDED, JobState.IMPORT_IN_PROGRESS, JobState.IMPORT_SUCCEEDED,
+        JobState.PREVIEW_SUCCEEDED,
+        JobState.IMPORT_IN_PROGRESS,
+        JobState.IMPORT_SUCCEEDED,
     ]
     assert ContentTypeLock(job.content_type_id).holder() is None
 
@@ -143,7 +150,9 @@ def test_header_is_matched_ignoring_case_and_spaces(partners, run_on_commit):
     ],
 )
 @pytest.mark.django_db
-def test_bad_files_fail_the_preview_with_a_clear_message(partners, run_on_commit, content, name, message):
+def test_bad_files_fail_the_preview_with_a_clear_message(
+    partners, run_on_commit, content, name, message
+):
     job = preview(run_on_commit, content, name=name)
     assert job.state == JobState.PREVIEW_FAILED
     assert message.lower() in job.error_summary.lower()
@@ -165,7 +174,11 @@ def test_windows_1252_file_reads_with_its_encoding_named(partners, run_on_commit
 def test_semicolon_delimiter_is_detected(partners, run_on_commit):
     text = HEADER.replace(",", ";") + csv_rows(3).replace(",", ";")
     job = preview(run_on_commit, text)
-    assert (job.state, job.detected_delimiter, job.valid_rows) == (JobState.PREVIEW_SUCCEEDED, ";", 3)
+    assert (job.state, job.detected_delimiter, job.valid_rows) == (
+        JobState.PREVIEW_SUCCEEDED,
+        ";",
+        3,
+    )
 
 
 @pytest.mark.django_db
@@ -197,7 +210,9 @@ def test_without_unique_fields_an_existing_key_is_a_preview_error(partners, run_
 @pytest.mark.django_db
 def test_rows_invalid_at_import_time_fail_the_import_and_release_the_lock(partners, run_on_commit):
     job = preview(run_on_commit, HEADER + csv_rows(10))
-    StockRecord.objects.create(sku="SKU00008", name="Meanwhile", price=1, quantity=1, partner=partners[0])
+    StockRecord.objects.create(
+        sku="SKU00008", name="Meanwhile", price=1, quantity=1, partner=partners[0]
+    )
     job = confirm(run_on_commit, job)
     assert job.state == JobState.IMPORT_FAILED
     assert job.failure_kind == "data"
@@ -227,7 +242,9 @@ def test_confirm_is_refused_while_another_job_of_the_target_imports(partners, ru
 
 
 @pytest.mark.django_db
-def test_database_allows_one_importing_job_per_target_even_without_the_lock(partners, run_on_commit):
+def test_database_allows_one_importing_job_per_target_even_without_the_lock(
+    partners, run_on_commit
+):
     first = preview(run_on_commit, HEADER + csv_rows(3))
     second = preview(run_on_commit, HEADER + csv_rows(3, start=100))
     assert transitions.move(first.pk, JobState.IMPORT_IN_PROGRESS)

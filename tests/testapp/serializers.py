@@ -8,4 +8,13 @@ class ImportStockRecordSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = StockRecord
-        fields = ["sku", "name", "price", "quantity", "warehouse", "active", "updated_at", "partner"]
+        fields = [
+            "sku",
+            "name",
+            "price",
+            "quantity",
+            "warehouse",
+            "active",
+            "updated_at",
+            "partner",
+        ]

@@ -1,0 +1,74 @@
+# Development and CI entry points. `make test` is what .ci/run runs.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest
+PYTEST_ARGS ?=
+
+PG_HOST := 127.0.0.1
+PG_PORT := 5432
+REDIS_PORT := 6379
+WAIT_SECONDS := 60
+
+.PHONY: venv services postgres redis lint test test-postgres test-sqlite demo clean
+
+venv: $(STAMP)
+
+# Re-installs when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	touch $@
+
+services: postgres redis
+
+postgres:
+	@if ! pg_isready -q -h $(PG_HOST) -p $(PG_PORT); then \
+	  echo "starting PostgreSQL"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+	fi
+	@for _ in $$(seq $(WAIT_SECONDS)); do \
+	  pg_isready -q -h $(PG_HOST) -p $(PG_PORT) && exit 0; sleep 1; \
+	done; echo "PostgreSQL is not up on $(PG_HOST):$(PG_PORT)" >&2; exit 1
+
+redis:
+	@if ! redis-cli -h 127.0.0.1 -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
+	  echo "starting Redis"; \
+	  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port $(REDIS_PORT) --save "" \
+	    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log; \
+	fi
+	@for _ in $$(seq $(WAIT_SECONDS)); do \
+	  [ "$$(redis-cli -h 127.0.0.1 -p $(REDIS_PORT) ping 2>/dev/null)" = PONG ] && exit 0; \
+	  sleep 1; \
+	done; echo "Redis is not up on 127.0.0.1:$(REDIS_PORT)" >&2; exit 1
+
+lint: venv
+	$(BIN)/ruff check .
+
+test-postgres: venv services
+	DATA_EXCHANGE_TEST_DB=postgres $(PYTEST) $(PYTEST_ARGS)
+
+test-sqlite: venv services
+	DATA_EXCHANGE_TEST_DB=sqlite $(PYTEST) $(PYTEST_ARGS)
+
+# Every step runs even if an earlier one fails; the target fails if any did. pytest exits
+# non-zero on a failure and (exit 5) when it collects no test.
+test: venv services
+	@failed=""; \
+	$(MAKE) --no-print-directory lint || failed="$$failed lint"; \
+	$(MAKE) --no-print-directory test-postgres || failed="$$failed postgres"; \
+	$(MAKE) --no-print-directory test-sqlite || failed="$$failed sqlite"; \
+	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi; \
+	echo "make test: lint, PostgreSQL and SQLite runs passed"
+
+demo: venv
+	$(BIN)/python -m demo.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache tests/.media tests/.test.sqlite3*
