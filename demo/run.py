@@ -51,9 +51,11 @@ def stock_line(i: int, rng: random.Random, broken: str | None = None) -> str:
     updated = (
         f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00:00Z"
     )
-    name = f'"{rng.choice(["Bolt", "Nut", "Washer", "Hinge", "Bracket"])} {i}, {rng.choice(["zinc", "steel", "brass"])}"'
+    kind = rng.choice(["Bolt", "Nut", "Washer", "Hinge", "Bracket"])
+    metal = rng.choice(["zinc", "steel", "brass"])
+    name = f'"{kind} {i}, {metal}"'
     if broken == "price":
-        price = "12,5O"
+        price = "12.5O"
     elif broken == "quantity":
         quantity = "-3"
     elif broken == "partner":
@@ -125,7 +127,8 @@ def main() -> None:
     show(job, f"Import ({seconds:.2f} s)")
     total = StockRecord.objects.count()
     print(
-        f"\n   {total} stock records in the table; {job.imported_rows / seconds:,.0f} rows/s imported, "
+        f"\n   {total} stock records in the table; "
+        f"{job.imported_rows / seconds:,.0f} rows/s imported, "
         f"{ROWS / (preview_seconds + seconds):,.0f} rows/s end to end"
     )
     sample = StockRecord.objects.order_by("sku").first()
