@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from .conf import app_settings
+from .exceptions import TransitionRefused
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,10 @@ return 0
 """
 
 _clients: dict[str, Any] = {}
+
+
+class LockUnavailable(TransitionRefused):
+    """The lock cannot be taken because Redis is unreachable."""
 
 
 def _client() -> Any | None:
@@ -61,18 +66,30 @@ class ContentTypeLock:
         return int(app_settings.LOCK_TIMEOUT * 1000)
 
     def acquire(self, token: str) -> bool:
-        """Take the lock for ``token``; False if another token holds it."""
+        """Take the lock for ``token``; False if another token holds it.
+
+        Raises :class:`LockUnavailable` when Redis cannot be reached.
+        """
         if self.redis is None:
             return True
-        return bool(self.redis.set(self.key, token, nx=True, px=self.timeout_ms))
+        try:
+            return bool(self.redis.set(self.key, token, nx=True, px=self.timeout_ms))
+        except Exception as exc:
+            raise LockUnavailable(
+                "The import lock service (Redis) cannot be reached; try again in a moment."
+            ) from exc
 
     def renew(self, token: str) -> bool:
         """Heartbeat: extend the lock if ``token`` still holds it; retake it if it expired."""
-        if self.redis is None:
+        if self.redis is None or not token:
             return True
-        if self.redis.eval(_RENEW, 1, self.key, token, self.timeout_ms):
-            return True
-        return self.acquire(token)
+        try:
+            if self.redis.eval(_RENEW, 1, self.key, token, self.timeout_ms):
+                return True
+            return self.acquire(token)
+        except Exception:  # Redis down: the database constraint and the fence still guard
+            logger.warning("Could not renew %s.", self.key, exc_info=True)
+            return False
 
     def release(self, token: str) -> bool:
         """Release if ``token`` holds the lock. Releasing a lock not held is not an error."""
@@ -87,5 +104,8 @@ class ContentTypeLock:
     def holder(self) -> str | None:
         if self.redis is None:
             return None
-        value = self.redis.get(self.key)
+        try:
+            value = self.redis.get(self.key)
+        except Exception:
+            return None
         return value.decode() if value is not None else None
