@@ -16,7 +16,13 @@ PG_PORT := 5432
 REDIS_PORT := 6379
 WAIT_SECONDS := 60
 
-.PHONY: venv services postgres redis lint test test-postgres test-sqlite demo clean
+# The oldest supported Django, tested without the end-to-end and fault tests (the newest
+# supported release is what .venv has).
+OLDEST_DJANGO := Django>=4.2,<5
+VENV_OLDEST := .venv-django42
+STAMP_OLDEST := $(VENV_OLDEST)/.installed
+
+.PHONY: venv services postgres redis lint test test-postgres test-sqlite test-oldest-django demo clean
 
 venv: $(STAMP)
 
@@ -24,6 +30,11 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	touch $@
+
+$(STAMP_OLDEST): pyproject.toml
+	test -x $(VENV_OLDEST)/bin/python || $(PYTHON) -m venv $(VENV_OLDEST)
+	$(VENV_OLDEST)/bin/python -m pip install --disable-pip-version-check -q '$(OLDEST_DJANGO)' -e '.[test]'
 	touch $@
 
 services: postgres redis
@@ -57,6 +68,9 @@ test-postgres: venv services
 test-sqlite: venv services
 	DATA_EXCHANGE_TEST_DB=sqlite $(PYTEST) $(PYTEST_ARGS)
 
+test-oldest-django: $(STAMP_OLDEST) services
+	DATA_EXCHANGE_TEST_DB=sqlite $(VENV_OLDEST)/bin/python -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)
+
 # Every step runs even if an earlier one fails; the target fails if any did. pytest exits
 # non-zero on a failure and (exit 5) when it collects no test.
 test: venv services
@@ -64,11 +78,12 @@ test: venv services
 	$(MAKE) --no-print-directory lint || failed="$$failed lint"; \
 	$(MAKE) --no-print-directory test-postgres || failed="$$failed postgres"; \
 	$(MAKE) --no-print-directory test-sqlite || failed="$$failed sqlite"; \
+	$(MAKE) --no-print-directory test-oldest-django || failed="$$failed django-4.2"; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi; \
-	echo "make test: lint, PostgreSQL and SQLite runs passed"
+	echo "make test: lint, PostgreSQL, SQLite and Django 4.2 runs passed"
 
 demo: venv
 	$(BIN)/python -m demo.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache tests/.media tests/.test.sqlite3*
+	rm -rf $(VENV) $(VENV_OLDEST) .pytest_cache .ruff_cache tests/.media tests/.test*.sqlite3*
