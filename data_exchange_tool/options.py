@@ -36,6 +36,7 @@ IMPORTER_META_OPTIONS = (
     "chunk_size",
     "accepted_formats",
     "header_aliases",
+    "revalidate_on_import",
 )
 
 if not set(IMPORTER_META_OPTIONS) <= set(django_options.DEFAULT_NAMES):
@@ -55,6 +56,9 @@ class ImporterOptions:
     chunk_size: int | None = None
     accepted_formats: tuple[str, ...] = SUPPORTED_FORMATS
     header_aliases: dict[str, str] = field(default_factory=dict)
+    # True: the import runs the whole serializer again on every row, instead of trusting the
+    # values the preview validated and checking only related rows and unique values again.
+    revalidate_on_import: bool = False
 
     @cached_property
     def target_model(self) -> type[Model]:
@@ -132,6 +136,9 @@ def importer_options(model: type[Model]) -> ImporterOptions | None:
     aliases = getattr(meta, "header_aliases", None) or {}
     if not isinstance(aliases, dict):
         fail("Meta.header_aliases must be a dict of {file header: serializer field}.")
+    revalidate = getattr(meta, "revalidate_on_import", False)
+    if not isinstance(revalidate, bool):
+        fail(f"Meta.revalidate_on_import must be True or False, got {revalidate!r}.")
     return ImporterOptions(
         label=label,
         target_model_ref=target,
@@ -140,4 +147,5 @@ def importer_options(model: type[Model]) -> ImporterOptions | None:
         chunk_size=chunk_size,
         accepted_formats=formats,
         header_aliases=dict(aliases),
+        revalidate_on_import=revalidate,
     )

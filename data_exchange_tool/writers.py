@@ -1,17 +1,21 @@
 """Writing validated rows of one chunk into the target model.
 
-A plain ``ModelSerializer`` is written in bulk (``bulk_create``, or an upsert on
-``Meta.unique_fields``), sorted by key so concurrent chunks take row locks in one order. A
+A plain ``ModelSerializer`` is written in bulk: on PostgreSQL (psycopg 3) plain inserts go
+through ``COPY … FROM STDIN`` with the values ``bulk_create`` would send (each field's
+``pre_save`` and ``get_db_prep_save``); elsewhere, or with an upsert on ``Meta.unique_fields``,
+through ``bulk_create``, sorted by key so concurrent chunks take row locks in one order. A
 serializer with its own ``create()`` (or many-to-many fields) is honoured row by row. The caller
 holds the transaction; a database error names the row that caused it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, router, transaction
+from django.db.models import AutoField
 from rest_framework import serializers
 
 from .options import ImporterOptions
@@ -58,25 +62,46 @@ def _bulk_write(
 ) -> None:
     keys = importer.unique_fields
     if keys:
-        rows = sorted(rows, key=lambda r: tuple(str(r[1].get(k)) for k in keys))
+        rows = sorted(rows, key=_sort_key(model, keys))
     objects = [model(**data) for _row, data in rows]
     try:
         with transaction.atomic():
             if keys:
-                update_fields = _update_fields(model, rows, keys)
-                model._default_manager.bulk_create(
-                    objects,
-                    batch_size=BULK_BATCH_SIZE,
-                    update_conflicts=bool(update_fields),
-                    ignore_conflicts=not update_fields,
-                    unique_fields=keys if update_fields else None,
-                    update_fields=update_fields or None,
-                )
-            else:
+                _upsert(model, objects, _update_fields(model, rows, keys), keys)
+            elif not copy_insert(model, objects):
                 model._default_manager.bulk_create(objects, batch_size=BULK_BATCH_SIZE)
     except IntegrityError:
         _blame_row(model, rows, keys)
         raise
+
+
+def _upsert(
+    model: type[models.Model],
+    objects: list[models.Model],
+    update_fields: list[str],
+    keys: tuple[str, ...],
+) -> None:
+    model._default_manager.bulk_create(
+        objects,
+        batch_size=BULK_BATCH_SIZE,
+        update_conflicts=bool(update_fields),
+        ignore_conflicts=not update_fields,
+        unique_fields=keys if update_fields else None,
+        update_fields=update_fields or None,
+    )
+
+
+def _sort_key(model: type[models.Model], keys: tuple[str, ...]) -> Any:
+    """Order rows by their key, a related object by the value its foreign key stores."""
+    fields = [model._meta.get_field(k) for k in keys]
+
+    def value(data: dict[str, Any], f: Any) -> str:
+        v = data.get(f.name, data.get(getattr(f, "attname", f.name)))
+        if isinstance(v, models.Model) and f.is_relation:
+            v = getattr(v, f.target_field.attname)
+        return str(v)
+
+    return lambda row: tuple(value(row[1], f) for f in fields)
 
 
 def _update_fields(
@@ -85,8 +110,82 @@ def _update_fields(
     names: set[str] = set()
     for _row, data in rows[:1]:
         names.update(data)
-    concrete = {f.name: f for f in model._meta.concrete_fields if not f.primary_key}
-    return sorted(concrete[n].name for n in names if n in concrete and n not in keys)
+    concrete: dict[str, str] = {}
+    for f in model._meta.concrete_fields:
+        if not f.primary_key:
+            concrete[f.name] = concrete[f.attname] = f.name
+    return sorted({concrete[n] for n in names if n in concrete and concrete[n] not in keys})
+
+
+# -- COPY on PostgreSQL ----------------------------------------------------------------------------
+
+
+class _NoCopy(Exception):
+    """These rows need ``bulk_create`` (a database expression, a mix of set and unset keys)."""
+
+
+def copy_insert(model: type[models.Model], objects: list[models.Model]) -> bool:
+    """Insert ``objects`` with COPY when the database and model allow; False if not written."""
+    connection = connections[router.db_for_write(model)]
+    if not _can_copy(model, connection):
+        return False
+    try:
+        fields, values = _copy_rows(model, objects, connection)
+    except _NoCopy:
+        return False
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    statement = f"COPY {table} ({columns}) FROM STDIN"
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        for row in values:
+            copy.write_row(row)
+    return True
+
+
+def _can_copy(model: type[models.Model], connection: Any) -> bool:
+    if connection.vendor != "postgresql":
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    if not is_psycopg3:
+        return False
+    opts = model._meta
+    if any(p._meta.concrete_model is not opts.concrete_model for p in opts.all_parents):
+        return False  # multi-table inheritance: bulk_create explains the refusal
+    return not any(hasattr(f, "get_placeholder") for f in opts.concrete_fields)
+
+
+def _copy_rows(
+    model: type[models.Model], objects: list[models.Model], connection: Any
+) -> tuple[list[models.Field], Iterable[tuple[Any, ...]]]:
+    """The columns and, per object, the values ``bulk_create`` would insert."""
+    pk = model._meta.pk
+    for obj in objects:
+        if not obj._is_pk_set():
+            obj.pk = pk.get_pk_value_on_save(obj)
+    with_pk = {obj._is_pk_set() for obj in objects}
+    if len(with_pk) > 1:
+        raise _NoCopy
+    fields = [f for f in model._meta.concrete_fields if not f.generated]
+    if with_pk == {False}:
+        fields = [f for f in fields if not isinstance(f, AutoField)]
+    columns = [_copy_column(f, objects, connection) for f in fields]
+    return fields, zip(*columns, strict=True)
+
+
+def _copy_column(field: models.Field, objects: list[models.Model], connection: Any) -> list[Any]:
+    if type(field).pre_save is models.Field.pre_save:
+        values = [getattr(obj, field.attname) for obj in objects]
+    else:
+        values = [field.pre_save(obj, True) for obj in objects]
+    if any(hasattr(v, "resolve_expression") for v in values):
+        raise _NoCopy
+    prep = field.get_db_prep_save
+    return [prep(v, connection) for v in values]
 
 
 def _blame_row(

@@ -1,16 +1,24 @@
-"""What the preview and the import share about one chunk: loading it and storing its errors."""
+"""What the preview and the import share about one chunk: loading it, validating it, keeping
+its validated rows for the import, and storing its errors."""
 
 from __future__ import annotations
+
+import logging
+from typing import Any
 
 from django.db.models import F
 from django.utils import timezone
 
-from .. import chunks
+from .. import chunks, validated
 from ..conf import app_settings
 from ..models import ImportChunk, ImportJob, RowError
 from ..states import Phase
 from ..storage import import_storage
 from ..validation import CellError, RowValidator, ValidationResult
+
+logger = logging.getLogger(__name__)
+
+MAX_VALUE_LENGTH = 1000
 
 
 def count_attempt(chunk: ImportChunk, phase: Phase) -> int:
@@ -32,6 +40,82 @@ def validate_chunk_rows(job: ImportJob, chunk: ImportChunk) -> ValidationResult:
         max_errors=app_settings.MAX_ERRORS_PER_CHUNK,
     )
     return validator.validate(rows.records())
+
+
+def import_plan(job: ImportJob) -> validated.Plan | None:
+    """How the import may trust the preview's validated rows; ``None``: validate again."""
+    importer = job.importer_options
+    return validated.plan_for(importer, importer.serializer_class(context={"import_job": job}))
+
+
+def store_validated(
+    job: ImportJob, chunk: ImportChunk, rows: list[tuple[int, dict[str, Any]]]
+) -> None:
+    """Keep a chunk's validated rows beside it for the import (when the import can use them)."""
+    plan = import_plan(job)
+    if plan is None:
+        return
+    try:
+        data = validated.encode(plan, rows)
+    except validated.NotStorable as exc:
+        logger.info(
+            "Chunk %s: validated rows not stored (%s); the import validates again.",
+            chunk.index,
+            exc,
+        )
+        return
+    import_storage().write_bytes(validated.valid_key(chunk.storage_key), data)
+
+
+def rows_for_import(job: ImportJob, chunk: ImportChunk) -> ValidationResult:
+    """A chunk's rows ready to write: the preview's validated rows checked again against the
+    database, or (when none were kept) the whole chunk validated again."""
+    plan = import_plan(job)
+    stored = _load_validated(plan, chunk) if plan is not None else None
+    if plan is None or stored is None or len(stored) != chunk.row_count:
+        return validate_chunk_rows(job, chunk)
+    cells = _CellText(chunk)
+    failures = validated.Recheck(plan, stored, cells).failures()
+    if not failures:
+        return ValidationResult(valid=stored.records())
+    return ValidationResult(
+        errors=[_cell_error(job, f, cells(f.name, f.row_number)) for f in failures][
+            : app_settings.MAX_ERRORS_PER_CHUNK
+        ],
+        invalid_rows=len({f.row_number for f in failures}),
+    )
+
+
+def _load_validated(plan: validated.Plan, chunk: ImportChunk) -> validated.StoredRows | None:
+    try:
+        data = import_storage().read_bytes(validated.valid_key(chunk.storage_key))
+    except FileNotFoundError:
+        return None
+    return validated.decode(plan, data)
+
+
+class _CellText:
+    """The text of a chunk's cells as in the file, read only when asked for."""
+
+    def __init__(self, chunk: ImportChunk) -> None:
+        self.chunk = chunk
+        self.rows: chunks.ChunkRows | None = None
+        self.index: dict[int, int] = {}
+
+    def __call__(self, name: str, row_number: int) -> str | None:
+        if self.rows is None:
+            self.rows = chunks.decode(import_storage().read_bytes(self.chunk.storage_key))
+            self.index = {r: i for i, r in enumerate(self.rows.row_numbers)}
+        column = self.rows.columns.get(name)
+        return None if column is None else column[self.index[row_number]]
+
+
+def _cell_error(job: ImportJob, failure: validated.Failure, text: str | None) -> CellError:
+    value = text or ""
+    if len(value) > MAX_VALUE_LENGTH:
+        value = value[:MAX_VALUE_LENGTH] + "…"
+    column = job.column_map.get(failure.name, failure.name)
+    return CellError(failure.row_number, column, failure.name, failure.code, failure.message, value)
 
 
 def store_errors(

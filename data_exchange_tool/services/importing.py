@@ -42,7 +42,7 @@ def pending_chunks(job_id: Any) -> tuple[int, list[int]]:
 
 
 def import_chunk(job_id: Any, chunk_id: int, fence: int) -> str:
-    """Re-validate and write one chunk under ``fence``; returns what happened."""
+    """Check one chunk's rows again and write them under ``fence``; returns what happened."""
     chunk = ImportChunk.objects.select_related("job").get(pk=chunk_id)
     job = chunk.job
     if chunk.import_state != ChunkState.PENDING:
@@ -54,7 +54,7 @@ def import_chunk(job_id: Any, chunk_id: int, fence: int) -> str:
         chunk_work.record_fault(chunk.pk, f"Gave up after {attempts - 1} attempts.")
         return "gave up"
     ContentTypeLock(job.content_type_id).renew(job.lock_token)
-    result = chunk_work.validate_chunk_rows(job, chunk)
+    result = chunk_work.rows_for_import(job, chunk)
     if result.errors:
         _fail_chunk(job, chunk, result.errors)
         return "invalid rows"

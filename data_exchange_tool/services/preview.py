@@ -124,6 +124,8 @@ def validate_chunk(job_id: Any, chunk_id: int) -> None:
         return
     chunk_work.count_attempt(chunk, Phase.PREVIEW)
     result = chunk_work.validate_chunk_rows(job, chunk)
+    if not result.errors:
+        chunk_work.store_validated(job, chunk, result.valid)
     with transaction.atomic():
         marked = ImportChunk.objects.filter(pk=chunk.pk, preview_state=ChunkState.PENDING).update(
             preview_state=ChunkState.DONE,

@@ -1,0 +1,479 @@
+"""A chunk's validated rows, stored at preview beside the chunk and trusted again at import.
+
+The preview runs the serializer once; what it returned for the valid rows is stored as Parquet
+(``chunks/000001.valid.parquet``), one typed column per key of the validated data: bool, int,
+float, str, date, time, duration, datetimes as ``timestamp[us]`` (UTC when aware), decimals and
+UUIDs as their exact text, lists and dicts as JSON, and related objects as the value their
+foreign key stores (usually the pk). A row without a key is told apart from a ``None`` value.
+A value of any other type means the chunk is not stored, and the import validates it again in
+full. Nothing is pickled.
+
+At import only what the database may have changed since the preview is checked again
+(:class:`Recheck`): that related rows still exist (one ``__in`` query per related field) and,
+for each field the serializer checks for uniqueness, that no row took the value meanwhile (one
+query per field). pyarrow is imported here only when a file is written or read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import FieldDoesNotExist
+from django.db import connection, models
+from rest_framework import relations, serializers
+from rest_framework.validators import (
+    BaseUniqueForValidator,
+    UniqueTogetherValidator,
+    UniqueValidator,
+)
+
+from .options import ImporterOptions
+from .writers import uses_bulk_path
+
+FORMAT_VERSION = 1
+ROW = "__row"
+ABSENT_PREFIX = "__absent:"
+METADATA_KEY = b"data_exchange_tool"
+SUFFIX = ".valid.parquet"
+IN_BATCH = {"postgresql": 20_000}  # values per ``__in`` query; others are kept small
+DEFAULT_IN_BATCH = 900
+
+
+class NotStorable(Exception):
+    """A validated value the file cannot hold exactly."""
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()
+
+
+def valid_key(chunk_key: str) -> str:
+    """Storage key of a chunk's validated rows: beside the chunk."""
+    return chunk_key.removesuffix(".parquet") + SUFFIX
+
+
+# -- which importers, which checks -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RelatedCheck:
+    """A related field: its rows store the value of ``target`` (a field of the related model)."""
+
+    name: str
+    key: str
+    field: relations.RelatedField
+    model_field: models.ForeignKey
+    target: models.Field
+
+
+@dataclass(frozen=True)
+class UniqueCheck:
+    """A field whose value the serializer requires to be unique in the table."""
+
+    name: str
+    key: str
+    field: serializers.Field
+    validator: UniqueValidator
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the import must check again for one importer."""
+
+    model: type[models.Model]
+    related: tuple[RelatedCheck, ...] = ()
+    unique: tuple[UniqueCheck, ...] = ()
+
+    @property
+    def related_keys(self) -> dict[str, RelatedCheck]:
+        return {check.key: check for check in self.related}
+
+
+def plan_for(importer: ImporterOptions, serializer: serializers.BaseSerializer) -> Plan | None:
+    """The checks that make stored rows trustworthy at import; ``None`` when the importer must
+    be validated again in full (``revalidate_on_import``, a serializer with its own ``create()``,
+    or validation that reads the database in a way not re-checked here)."""
+    if importer.revalidate_on_import or not uses_bulk_path(serializer):
+        return None
+    keys = set(importer.unique_fields)
+    for validator in serializer.validators:
+        if isinstance(validator, BaseUniqueForValidator):
+            return None
+        if isinstance(validator, UniqueTogetherValidator) and not set(validator.fields) <= keys:
+            return None
+    model = serializer.Meta.model  # type: ignore[attr-defined]
+    related: list[RelatedCheck] = []
+    unique: list[UniqueCheck] = []
+    for name, f in serializer.fields.items():
+        if f.read_only:
+            continue
+        if isinstance(f, relations.ManyRelatedField):
+            return None
+        if isinstance(f, relations.RelatedField):
+            check = _related_check(model, name, f)
+            if check is None:
+                return None
+            related.append(check)
+        for validator in f.validators:
+            if isinstance(validator, UniqueValidator) and name not in keys:
+                if len(f.source_attrs) != 1:
+                    return None
+                unique.append(UniqueCheck(name, f.source_attrs[0], f, validator))
+    return Plan(model, tuple(related), tuple(unique))
+
+
+def _related_check(
+    model: type[models.Model], name: str, f: relations.RelatedField
+) -> RelatedCheck | None:
+    if len(f.source_attrs) != 1:
+        return None
+    try:
+        model_field = model._meta.get_field(f.source_attrs[0])
+    except FieldDoesNotExist:
+        return None
+    if not (model_field.many_to_one or model_field.one_to_one) or not model_field.concrete:
+        return None
+    return RelatedCheck(name, model_field.name, f, model_field, model_field.target_field)
+
+
+# -- encoding --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Column:
+    key: str
+    kind: str  # plain, decimal, uuid, json, related
+    nulls: str  # "none": a null is None; "absent": a null is a missing key; "mask": see mask
+    values: list[Any]
+    arrow_type: Any
+    mask: list[bool] | None = None
+
+
+def encode(plan: Plan, rows: list[tuple[int, dict[str, Any]]]) -> bytes:
+    """Parquet bytes of ``(row number, validated data)`` rows; raises :class:`NotStorable`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    keys = list(dict.fromkeys(k for _row, data in rows for k in data))
+    related = plan.related_keys
+    arrays: dict[str, Any] = {ROW: pa.array([r for r, _d in rows], pa.int64())}
+    described = []
+    for key in keys:
+        column = _encode_column(key, [data.get(key, ABSENT) for _r, data in rows], related)
+        try:
+            arrays[key] = pa.array(column.values, column.arrow_type)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+            raise NotStorable(f"{key}: {exc}") from exc
+        if column.mask is not None:
+            arrays[ABSENT_PREFIX + key] = pa.array(column.mask, pa.bool_())
+        described.append({"key": key, "kind": column.kind, "nulls": column.nulls})
+    meta = {"version": FORMAT_VERSION, "model": plan.model._meta.label, "columns": described}
+    table = pa.table(arrays).replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _encode_column(key: str, raw: list[Any], related: dict[str, RelatedCheck]) -> _Column:
+    has_absent = any(v is ABSENT for v in raw)
+    has_none = any(v is None for v in raw)
+    nulls = "mask" if has_absent and has_none else "absent" if has_absent else "none"
+    mask = [v is ABSENT for v in raw] if nulls == "mask" else None
+    present = [None if v is ABSENT else v for v in raw]
+    if key not in related:
+        kind, values, arrow_type = _scalar(key, present)
+        return _Column(key, kind, nulls, values, arrow_type, mask)
+    target_kind, values, arrow_type = _scalar(key, _targets(related[key], present))
+    if target_kind not in ("plain", "uuid", "decimal"):
+        raise NotStorable(f"{key}: related values of an unsupported type")
+    kind = "related" if target_kind == "plain" else f"related-{target_kind}"
+    return _Column(key, kind, nulls, values, arrow_type, mask)
+
+
+def _targets(check: RelatedCheck, values: list[Any]) -> list[Any]:
+    related_model = check.model_field.related_model
+    attname = check.target.attname
+    out = []
+    for value in values:
+        if value is None:
+            out.append(None)
+        elif isinstance(value, related_model):
+            out.append(getattr(value, attname))
+        else:
+            raise NotStorable(f"{check.key}: expected {related_model.__name__}, got {value!r}")
+    return out
+
+
+_PLAIN_TYPES: dict[type, Any] = {}
+
+
+def _plain_arrow_types() -> dict[type, Any]:
+    import pyarrow as pa
+
+    if not _PLAIN_TYPES:
+        _PLAIN_TYPES.update(
+            {
+                bool: pa.bool_(),
+                int: pa.int64(),
+                float: pa.float64(),
+                str: pa.string(),
+                bytes: pa.binary(),
+                dt.date: pa.date32(),
+                dt.time: pa.time64("us"),
+                dt.timedelta: pa.duration("us"),
+            }
+        )
+    return _PLAIN_TYPES
+
+
+def _scalar(key: str, values: list[Any]) -> tuple[str, list[Any], Any]:
+    """(kind, values to give pyarrow, arrow type) for one column of Python values."""
+    import pyarrow as pa
+
+    types = {type(v) for v in values if v is not None}
+    if not types:
+        return "plain", values, pa.null()
+    if len(types) > 1:
+        if types <= {dict, list}:
+            return "json", [_json(key, v) for v in values], pa.string()
+        raise NotStorable(f"{key}: values of several types {sorted(t.__name__ for t in types)}")
+    (kind,) = types
+    if kind is dt.datetime:
+        return "plain", values, _datetime_type(key, values)
+    if kind is dt.time and any(v.tzinfo is not None for v in values if v is not None):
+        raise NotStorable(f"{key}: times with a time zone")
+    if kind is int and any(not -(2**63) <= v < 2**63 for v in values if v is not None):
+        return "json", [_json(key, v) for v in values], pa.string()
+    plain = _plain_arrow_types().get(kind)
+    if plain is not None:
+        return "plain", values, plain
+    if kind is Decimal:
+        return "decimal", [None if v is None else str(v) for v in values], pa.string()
+    if kind is uuid.UUID:
+        return "uuid", [None if v is None else str(v) for v in values], pa.string()
+    if kind in (dict, list):
+        return "json", [_json(key, v) for v in values], pa.string()
+    raise NotStorable(f"{key}: values of type {kind.__name__}")
+
+
+def _datetime_type(key: str, values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    aware = {v.tzinfo is not None for v in values if v is not None}
+    if len(aware) > 1:
+        raise NotStorable(f"{key}: naive and aware datetimes mixed")
+    return pa.timestamp("us", tz="UTC") if aware == {True} else pa.timestamp("us")
+
+
+def _json(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise NotStorable(f"{key}: {exc}") from exc
+    if json.loads(text) != value or not _same_shape(json.loads(text), value):
+        raise NotStorable(f"{key}: {value!r} does not survive JSON")
+    return text
+
+
+def _same_shape(decoded: Any, value: Any) -> bool:
+    if type(decoded) is not type(value):
+        return False
+    if isinstance(value, dict):
+        return all(_same_shape(decoded[k], v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_same_shape(a, b) for a, b in zip(decoded, value, strict=True))
+    return True
+
+
+# -- decoding --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StoredRows:
+    """A chunk's validated rows as read back: row numbers and one list of values per key.
+
+    Related keys hold the stored foreign-key value; :meth:`records` gives them under the
+    model field's ``attname`` (``partner_id``), so writing them needs no related object.
+    """
+
+    row_numbers: list[int]
+    columns: dict[str, list[Any]]
+    attnames: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.row_numbers)
+
+    def records(self, skip: Iterable[int] = ()) -> list[tuple[int, dict[str, Any]]]:
+        """``(row number, data)`` as the writers take them, leaving out rows in ``skip``."""
+        skipped = set(skip)
+        names = [(self.attnames.get(k, k), v) for k, v in self.columns.items()]
+        out = []
+        for i, row_number in enumerate(self.row_numbers):
+            if row_number in skipped:
+                continue
+            data = {}
+            for name, values in names:
+                value = values[i]
+                if value is not ABSENT:
+                    data[name] = value
+            out.append((row_number, data))
+        return out
+
+
+def decode(plan: Plan, data: bytes) -> StoredRows | None:
+    """Read a file written by :func:`encode`; ``None`` if it was written for something else."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(data))
+    meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
+    if meta.get("version") != FORMAT_VERSION or meta.get("model") != plan.model._meta.label:
+        return None
+    related = plan.related_keys
+    columns: dict[str, list[Any]] = {}
+    attnames: dict[str, str] = {}
+    for described in meta["columns"]:
+        key, kind = described["key"], described["kind"]
+        values = _decode_values(kind, table.column(key).to_pylist())
+        mask = None
+        if described["nulls"] == "mask":
+            mask = table.column(ABSENT_PREFIX + key).to_pylist()
+        columns[key] = _restore_absent(values, described["nulls"], mask)
+        if kind.startswith("related"):
+            if key not in related:
+                return None
+            attnames[key] = related[key].model_field.attname
+    return StoredRows(table.column(ROW).to_pylist(), columns, attnames)
+
+
+def _decode_values(kind: str, values: list[Any]) -> list[Any]:
+    convert = {
+        "decimal": Decimal,
+        "related-decimal": Decimal,
+        "uuid": uuid.UUID,
+        "related-uuid": uuid.UUID,
+        "json": json.loads,
+    }.get(kind)
+    if convert is None:
+        return values
+    return [None if v is None else convert(v) for v in values]
+
+
+def _restore_absent(values: list[Any], nulls: str, mask: list[bool] | None) -> list[Any]:
+    if nulls == "absent":
+        return [ABSENT if v is None else v for v in values]
+    if nulls == "mask" and mask is not None:
+        return [ABSENT if gone else v for v, gone in zip(values, mask, strict=True)]
+    return values
+
+
+# -- checking again at import ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One stored row the database no longer accepts: which field and DRF's message."""
+
+    row_number: int
+    name: str
+    code: str
+    message: str
+
+
+class Recheck:
+    """Checks stored rows against the database as it is now; may replace related values that
+    now resolve to another row (as validating the cell again would)."""
+
+    def __init__(self, plan: Plan, rows: StoredRows, cell_text: Any) -> None:
+        self.plan = plan
+        self.rows = rows
+        self.cell_text = cell_text  # (serializer field name, row number) -> cell text
+
+    def failures(self) -> list[Failure]:
+        found: list[Failure] = []
+        for related in self.plan.related:
+            found.extend(self._missing_related(related))
+        for unique in self.plan.unique:
+            found.extend(self._taken(unique))
+        return sorted(found, key=lambda f: f.row_number)
+
+    def _missing_related(self, check: RelatedCheck) -> list[Failure]:
+        values = self.rows.columns.get(check.key)
+        if values is None:
+            return []
+        lookup = check.target.attname
+        wanted = {v for v in values if v is not None and v is not ABSENT}
+        existing = _existing(check.field.get_queryset(), lookup, wanted)
+        failures = []
+        for i, value in enumerate(values):
+            if value is None or value is ABSENT or value in existing:
+                continue
+            row_number = self.rows.row_numbers[i]
+            try:
+                found = check.field.run_validation(self.cell_text(check.name, row_number))
+            except serializers.ValidationError as exc:
+                failures.extend(_failures(row_number, check.name, exc.detail))
+                continue
+            values[i] = None if found is None else getattr(found, lookup)
+        return failures
+
+    def _taken(self, check: UniqueCheck) -> list[Failure]:
+        values = self.rows.columns.get(check.key)
+        if values is None:
+            return []
+        present = [(i, v) for i, v in enumerate(values) if v is not None and v is not ABSENT]
+        if check.validator.lookup != "exact":
+            return self._taken_one_by_one(check, present)
+        existing = _existing(check.validator.queryset, check.key, {v for _i, v in present})
+        message = str(check.validator.message)
+        return [
+            Failure(self.rows.row_numbers[i], check.name, "unique", message)
+            for i, v in present
+            if v in existing
+        ]
+
+    def _taken_one_by_one(
+        self, check: UniqueCheck, present: list[tuple[int, Any]]
+    ) -> list[Failure]:
+        failures = []
+        for i, value in present:
+            try:
+                check.validator(value, check.field)
+            except serializers.ValidationError as exc:
+                failures.extend(_failures(self.rows.row_numbers[i], check.name, exc.detail))
+        return failures
+
+
+def _existing(queryset: models.QuerySet, lookup: str, values: set[Any]) -> set[Any]:
+    """Which of ``values`` the queryset has in ``lookup``, a bounded number per query."""
+    if not values:
+        return set()
+    ordered = list(values)
+    size = IN_BATCH.get(connection.vendor, DEFAULT_IN_BATCH)
+    found: set[Any] = set()
+    for start in range(0, len(ordered), size):
+        batch = ordered[start : start + size]
+        found.update(
+            queryset.filter(**{f"{lookup}__in": batch}).order_by().values_list(lookup, flat=True)
+        )
+    return found
+
+
+def _failures(row_number: int, name: str, detail: Any) -> list[Failure]:
+    messages = detail if isinstance(detail, list) else [detail]
+    return [
+        Failure(row_number, name, str(getattr(m, "code", "") or "invalid"), str(m))
+        for m in messages
+    ]
