@@ -194,3 +194,22 @@ def e2e(
     finally:
         celery_app.conf.task_always_eager = eager
         _reset_between_tests(env)
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_import_locks() -> None:
+    """Every test starts with no import lock held, whatever an earlier (killed) test left."""
+    from django.conf import settings as django_settings
+
+    url = getattr(django_settings, "DATA_EXCHANGE_REDIS_URL", None)
+    if not url:
+        return
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match="data_exchange:import_lock:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
