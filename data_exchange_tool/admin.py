@@ -1,0 +1,540 @@
+"""The admin of import jobs: upload a file, read its preview, confirm the import.
+
+:class:`ImportJobAdmin` is registered for :class:`~data_exchange_tool.models.ImportJob` and
+handles every importer. :class:`GenericImporterModelAdmin` is the admin of one importer proxy::
+
+    @admin.register(StockRecordImportJob)
+    class StockRecordNewImporterAdmin(GenericImporterModelAdmin):
+        ...
+
+Jobs are never edited: the change page is the read-only preview, and jobs move only through
+:mod:`data_exchange_tool.services`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets, quote, unquote
+from django.core import checks
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
+from django.db.models import Model, QuerySet
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.text import capfirst
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from . import registry, services
+from .conf import app_settings
+from .exceptions import FileRejected, ImproperlyConfiguredImporter, TransitionRefused
+from .forms import DELIMITER_CHOICES, ImportJobUploadForm, importer_choices
+from .models import ImportChunk, ImportJob, JobEvent, RowError
+from .states import FailureKind, JobState
+
+TEMPLATES = "admin/data_exchange_tool/importjob/"
+CONFIRM_PERMISSION = "data_exchange_tool.confirm_importjob"
+REFRESH_SECONDS = 5
+ERRORS_PAGE_VAR = "errors_page"
+RUNNING_STATES = frozenset({JobState.CREATED, JobState.IMPORT_IN_PROGRESS})
+STATE_TONES = {
+    JobState.CREATED: "running",
+    JobState.PREVIEW_SUCCEEDED: "ready",
+    JobState.PREVIEW_FAILED: "failed",
+    JobState.IMPORT_IN_PROGRESS: "running",
+    JobState.IMPORT_SUCCEEDED: "succeeded",
+    JobState.IMPORT_FAILED: "failed",
+}
+READ_ONLY_CONTEXT = {
+    "show_save": False,
+    "show_save_and_continue": False,
+    "show_save_and_add_another": False,
+}
+
+
+def target_model(job: ImportJob) -> type[Model] | None:
+    """The model a job imports into (``None`` if it is no longer installed)."""
+    try:
+        return registry.get_importer(job.importer).target_model
+    except ImproperlyConfiguredImporter:
+        return job.content_type.model_class()
+
+
+def target_name(job: ImportJob, plural: bool = False) -> str:
+    """The verbose name of the model a job imports into."""
+    model = target_model(job)
+    if model is None:
+        return str(job.content_type)
+    return str(model._meta.verbose_name_plural if plural else capfirst(model._meta.verbose_name))
+
+
+class ImporterListFilter(admin.SimpleListFilter):
+    """Filter jobs by the importer they were uploaded for."""
+
+    title = _("importer")
+    parameter_name = "importer"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple]:
+        return importer_choices()
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(importer=self.value())
+        return queryset
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    """Upload files for any registered importer, preview them and confirm their import."""
+
+    add_form_template = TEMPLATES + "add_form.html"
+    change_form_template = TEMPLATES + "change_form.html"
+    change_list_template = TEMPLATES + "change_list.html"
+    upload_form_class = ImportJobUploadForm
+
+    list_display = (
+        "original_name",
+        "target",
+        "state_badge",
+        "total_rows",
+        "valid_rows",
+        "invalid_rows",
+        "imported_rows",
+        "created_by",
+        "created_at",
+    )
+    list_display_links = ("original_name",)
+    list_filter = ("state", ImporterListFilter)
+    list_select_related = ("content_type", "created_by")
+    search_fields = ("original_name",)
+    search_help_text = _("Search by file name.")
+    ordering = ("-created_at",)
+    actions = None
+
+    fieldsets = (
+        (
+            _("Status"),
+            {
+                "fields": (
+                    "state_badge",
+                    "failure_kind",
+                    "importer_display",
+                    "created_by",
+                    "confirmed_by",
+                )
+            },
+        ),
+        (
+            _("Rows"),
+            {
+                "fields": (
+                    "total_rows",
+                    "valid_rows",
+                    "invalid_rows",
+                    "imported_rows",
+                    "chunk_count",
+                )
+            },
+        ),
+        (
+            _("File"),
+            {
+                "fields": (
+                    "original_name",
+                    "size_display",
+                    "file_format",
+                    "encoding_display",
+                    "delimiter_display",
+                    "sheet_name",
+                )
+            },
+        ),
+        (
+            _("Times"),
+            {
+                "fields": (
+                    "created_at",
+                    "preview_started_at",
+                    "preview_finished_at",
+                    "import_started_at",
+                    "import_finished_at",
+                    "updated_at",
+                )
+            },
+        ),
+    )
+    readonly_fields = flatten_fieldsets(fieldsets)
+
+    # -- list columns and read-only fields ---------------------------------------------------
+
+    @admin.display(description=_("target"), ordering="content_type")
+    def target(self, obj: ImportJob) -> str:
+        return target_name(obj)
+
+    @admin.display(description=_("state"), ordering="state")
+    def state_badge(self, obj: ImportJob) -> str:
+        return format_html(
+            '<span class="dxt-state dxt-state--{}">{}</span>',
+            STATE_TONES.get(obj.state, "running"),
+            obj.get_state_display(),
+        )
+
+    @admin.display(description=_("target"))
+    def importer_display(self, obj: ImportJob) -> str:
+        return dict(importer_choices()).get(obj.importer) or f"{target_name(obj)} ({obj.importer})"
+
+    @admin.display(description=_("size"))
+    def size_display(self, obj: ImportJob) -> str:
+        size = filesizeformat(obj.file_size)
+        return size if obj.file_size < 1024 else f"{size} ({obj.file_size:,} bytes)"
+
+    @admin.display(description=_("encoding"))
+    def encoding_display(self, obj: ImportJob) -> str:
+        return obj.encoding or gettext("UTF-8 (default)")
+
+    @admin.display(description=_("delimiter"))
+    def delimiter_display(self, obj: ImportJob) -> str:
+        names = dict(DELIMITER_CHOICES)
+        if obj.delimiter:
+            return gettext("%s, as chosen at upload") % names.get(obj.delimiter, obj.delimiter)
+        if obj.detected_delimiter:
+            return gettext("%s, detected") % names.get(
+                obj.detected_delimiter, obj.detected_delimiter
+            )
+        return self.get_empty_value_display()
+
+    # -- permissions -------------------------------------------------------------------------
+
+    def has_confirm_permission(self, request: HttpRequest, obj: ImportJob | None = None) -> bool:
+        """Confirming or resuming needs the change permission and ``confirm_importjob``."""
+        return self.has_change_permission(request, obj) and request.user.has_perm(
+            CONFIRM_PERMISSION
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: ImportJob | None = None) -> bool:
+        if obj is not None and obj.state in RUNNING_STATES:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
+        """Count a job's chunks, row errors and events instead of listing each of them."""
+        jobs = list(objs)
+        counts = {self.opts.verbose_name_plural: len(jobs)}
+        for model in (ImportChunk, RowError, JobEvent):
+            count = model.objects.filter(job__in=jobs).count()
+            if count:
+                counts[model._meta.verbose_name_plural] = count
+        return [str(job) for job in jobs], counts, set(), []
+
+    # -- URLs --------------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/confirm/",
+                wrap(self.confirm_view),
+                name="{}_{}_confirm".format(*info),
+            ),
+            path(
+                "<path:object_id>/resume/",
+                wrap(self.resume_view),
+                name="{}_{}_resume".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def job_url(self, job: ImportJob, action: str = "change") -> str:
+        """The URL of ``action`` (change, confirm, resume) for ``job`` in this admin."""
+        name = f"admin:{self.opts.app_label}_{self.opts.model_name}_{action}"
+        return reverse(name, args=(quote(job.pk),), current_app=self.admin_site.name)
+
+    # -- upload ------------------------------------------------------------------------------
+
+    def get_upload_form(self, request: HttpRequest) -> ImportJobUploadForm:
+        """The upload form, bound to the request's data on POST."""
+        if request.method == "POST":
+            return self.upload_form_class(request.POST, request.FILES)
+        return self.upload_form_class()
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        """Upload a file: create the job through the services and show its preview page."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = self.get_upload_form(request)
+        if request.method == "POST" and form.is_valid():
+            job = self.create_job(request, form)
+            if job is not None:
+                return self.response_upload(request, job)
+        return self.render_upload_form(request, form, form_url, extra_context)
+
+    def create_job(self, request: HttpRequest, form: ImportJobUploadForm) -> ImportJob | None:
+        """Store the file and queue its preview; ``None`` (with a form error) if refused."""
+        upload = form.cleaned_data["file"]
+        try:
+            job = services.create_job(
+                form.importer_label,
+                upload,
+                name=upload.name,
+                user=request.user,
+                **form.job_options(),
+            )
+        except FileRejected as exc:
+            form.add_error("file", str(exc))
+            return None
+        return self.model._default_manager.get(pk=job.pk)
+
+    def response_upload(self, request: HttpRequest, job: ImportJob) -> HttpResponse:
+        self.log_addition(request, job, [{"added": {}}])
+        self.message_user(
+            request,
+            gettext(
+                "“%s” was uploaded. Its rows are checked now; nothing is imported until you "
+                "confirm."
+            )
+            % job.original_name,
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(self.job_url(job))
+
+    def upload_title(self) -> str:
+        return gettext("Upload a file to import")
+
+    def render_upload_form(
+        self,
+        request: HttpRequest,
+        form: ImportJobUploadForm,
+        form_url: str,
+        extra_context: dict | None,
+    ) -> HttpResponse:
+        first = [name for name in ("importer", "file") if name in form.fields]
+        fieldsets = [
+            (None, {"fields": first}),
+            (
+                _("Reading options"),
+                {
+                    "fields": ["encoding", "delimiter", "sheet_name"],
+                    "description": _("Leave them blank unless the preview cannot read the file."),
+                },
+            ),
+        ]
+        adminform = admin.helpers.AdminForm(form, fieldsets, {}, model_admin=self)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": self.upload_title(),
+            "subtitle": None,
+            "adminform": adminform,
+            "object_id": None,
+            "original": None,
+            "is_popup": False,
+            "to_field": None,
+            "media": self.media + adminform.media,
+            "inline_admin_formsets": [],
+            "errors": admin.helpers.AdminErrorList(form, []),
+            "preserved_filters": self.get_preserved_filters(request),
+            **(extra_context or {}),
+        }
+        return self.render_change_form(request, context, add=True, form_url=form_url)
+
+    # -- the preview (change) page -----------------------------------------------------------
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        """The job's preview, read only: jobs are never saved through a form."""
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD"])
+        context = {**READ_ONLY_CONTEXT, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, context)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: ImportJob | None = None,
+    ) -> TemplateResponse:
+        if change and obj is not None:
+            context.update(self.preview_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def preview_context(self, request: HttpRequest, job: ImportJob) -> dict[str, Any]:
+        """What the preview page shows besides the read-only fields."""
+        columns, rows = self.sample_table(job)
+        return {
+            "title": capfirst(self.opts.verbose_name),
+            "subtitle": f"{job.original_name} → {target_name(job)}",
+            "target_plural": target_name(job, plural=True),
+            "running_message": self.running_message(job),
+            "refresh_seconds": REFRESH_SECONDS,
+            "sample_columns": columns,
+            "sample_rows": rows,
+            "events": job.events.all(),
+            **self.errors_context(request, job),
+            **self.actions_context(request, job),
+        }
+
+    def running_message(self, job: ImportJob) -> str:
+        if job.state == JobState.CREATED:
+            return gettext("The preview is running: every row of the file is being checked.")
+        if job.state == JobState.IMPORT_IN_PROGRESS:
+            return gettext("The import is running: the rows are being written.")
+        return ""
+
+    def sample_table(self, job: ImportJob) -> tuple[list[str], list[tuple[Any, list[str]]]]:
+        """The column names (as in the file) and the sample rows, in the file's column order.
+
+        ``column_map`` gives the order where JSON keeps it; PostgreSQL's jsonb does not, so
+        the order of ``header`` (the columns as in the file) wins when it is known.
+        """
+        sample = job.preview_sample or []
+        column_map = job.column_map or (dict.fromkeys(sample[0]["values"]) if sample else {})
+        position = {column: index for index, column in enumerate(job.header or [])}
+        fields = sorted(column_map, key=lambda f: position.get(column_map[f], len(position)))
+        columns = [column_map[f] or f for f in fields]
+        rows = [(s["row"], [s["values"].get(f, "") for f in fields]) for s in sample]
+        return columns, rows
+
+    def errors_context(self, request: HttpRequest, job: ImportJob) -> dict[str, Any]:
+        """One page of the job's row errors, with links to the pages before and after it."""
+        errors = job.row_errors.order_by("row_number", "id")
+        paginator = Paginator(errors, app_settings.ERRORS_PER_PAGE)
+        page = paginator.get_page(request.GET.get(ERRORS_PAGE_VAR))
+        return {
+            "errors_page": page,
+            "error_count": paginator.count,
+            "errors_previous_url": self._errors_page_url(request, page, -1),
+            "errors_next_url": self._errors_page_url(request, page, +1),
+        }
+
+    def _errors_page_url(self, request: HttpRequest, page: Page, step: int) -> str:
+        has_page = page.has_next() if step > 0 else page.has_previous()
+        if not has_page:
+            return ""
+        query = request.GET.copy()
+        query[ERRORS_PAGE_VAR] = str(page.number + step)
+        return f"?{query.urlencode()}#row-errors"
+
+    def actions_context(self, request: HttpRequest, job: ImportJob) -> dict[str, Any]:
+        """Whether to offer Confirm Import or Resume, and why Confirm is refused."""
+        allowed = self.has_confirm_permission(request, job)
+        show_confirm = allowed and job.state == JobState.PREVIEW_SUCCEEDED
+        show_resume = (
+            allowed
+            and job.state == JobState.IMPORT_FAILED
+            and job.failure_kind == FailureKind.FAULT
+        )
+        return {
+            "show_confirm": show_confirm,
+            "confirm_refusals": services.confirm_refusals(job) if show_confirm else [],
+            "confirm_url": self.job_url(job, "confirm") if show_confirm else "",
+            "show_resume": show_resume,
+            "resume_url": self.job_url(job, "resume") if show_resume else "",
+        }
+
+    # -- confirm and resume ------------------------------------------------------------------
+
+    def confirm_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: start the import of a previewed job."""
+        return self._start_view(
+            request,
+            object_id,
+            services.confirm_import,
+            gettext("The import of “%s” was confirmed; its rows are being written."),
+            gettext("Confirmed the import."),
+        )
+
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: run the unfinished chunks of an import that failed by a fault."""
+        return self._start_view(
+            request,
+            object_id,
+            services.resume_import,
+            gettext("The import of “%s” was resumed; its remaining rows are being written."),
+            gettext("Resumed the import."),
+        )
+
+    def _start_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        start: Any,
+        success: str,
+        log_message: str,
+    ) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_confirm_permission(request):
+            raise PermissionDenied
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404(gettext("There is no such import job."))
+        if not self.has_confirm_permission(request, job):
+            raise PermissionDenied
+        try:
+            start(job.pk, user=request.user)
+        except TransitionRefused as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.log_change(request, job, log_message)
+            self.message_user(request, success % job.original_name, messages.SUCCESS)
+        return HttpResponseRedirect(self.job_url(job))
+
+
+class GenericImporterModelAdmin(ImportJobAdmin):
+    """The admin of one importer proxy: only its jobs, and uploads without a target choice.
+
+    Permissions are the proxy's own (``<app>.add_<proxy>``, ``<app>.view_<proxy>``…); confirming
+    also needs ``data_exchange_tool.confirm_importjob``.
+    """
+
+    list_filter = ("state",)
+
+    @property
+    def importer_label(self) -> str:
+        return self.model._meta.label
+
+    def get_upload_form(self, request: HttpRequest) -> ImportJobUploadForm:
+        if request.method == "POST":
+            return self.upload_form_class(request.POST, request.FILES, importer=self.importer_label)
+        return self.upload_form_class(importer=self.importer_label)
+
+    def upload_title(self) -> str:
+        model = registry.get_importer(self.importer_label).target_model
+        return gettext("Upload a file to import into %s") % model._meta.verbose_name_plural
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        errors = super().check(**kwargs)
+        if self.importer_label not in registry.all_importers():
+            errors.append(
+                checks.Error(
+                    f"{type(self).__name__} is registered for {self.importer_label}, which is "
+                    "not an importer (a proxy of ImportJob with Meta.target_model and "
+                    "Meta.serializer_class).",
+                    obj=type(self),
+                    id="data_exchange_tool.E101",
+                )
+            )
+        return errors
