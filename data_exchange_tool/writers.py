@@ -154,7 +154,7 @@ def _can_copy(model: type[models.Model], connection: Any) -> bool:
     if not is_psycopg3:
         return False
     opts = model._meta
-    if any(p._meta.concrete_model is not opts.concrete_model for p in opts.all_parents):
+    if any(p._meta.concrete_model is not opts.concrete_model for p in opts.get_parent_list()):
         return False  # multi-table inheritance: bulk_create explains the refusal
     return not any(hasattr(f, "get_placeholder") for f in opts.concrete_fields)
 
@@ -165,12 +165,12 @@ def _copy_rows(
     """The columns and, per object, the values ``bulk_create`` would insert."""
     pk = model._meta.pk
     for obj in objects:
-        if not obj._is_pk_set():
+        if obj.pk is None:
             obj.pk = pk.get_pk_value_on_save(obj)
-    with_pk = {obj._is_pk_set() for obj in objects}
+    with_pk = {obj.pk is not None for obj in objects}
     if len(with_pk) > 1:
         raise _NoCopy
-    fields = [f for f in model._meta.concrete_fields if not f.generated]
+    fields = [f for f in model._meta.concrete_fields if not getattr(f, "generated", False)]
     if with_pk == {False}:
         fields = [f for f in fields if not isinstance(f, AutoField)]
     columns = [_copy_column(f, objects, connection) for f in fields]

@@ -12,11 +12,12 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
 from data_exchange_tool.exceptions import StaleFence
 from data_exchange_tool.services import importing, preview, reconcile
 from data_exchange_tool.services.chunk_work import record_fault
+from data_exchange_tool.states import FailureKind
 
 from . import canvas
 
@@ -31,8 +32,15 @@ TASK_OPTIONS: dict[str, Any] = {
 }
 
 
+def _drop_broken_connections() -> None:
+    """After a database error, close connections that no longer work, so a retry reconnects."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.in_atomic_block and not conn.is_usable():
+            conn.close()
+
+
 def _retry_or_record(task: Any, chunk_id: int, exc: Exception) -> None:
-    close_old_connections()
+    _drop_broken_connections()
     if isinstance(exc, RETRYABLE) and task.request.retries < task.max_retries:
         raise task.retry(exc=exc, countdown=min(2**task.request.retries, 30))
     logger.exception("Chunk %s failed", chunk_id)
@@ -44,9 +52,17 @@ def run_preview(self: Any, job_id: str) -> None:
     """Split the source, then validate every chunk in a chord reduced by finalize_preview."""
     try:
         chunk_ids = preview.split_source(job_id)
-    except RETRYABLE as exc:
-        close_old_connections()
-        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
+    except Exception as exc:
+        _drop_broken_connections()
+        if isinstance(exc, RETRYABLE) and self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
+        logger.exception("The preview of job %s could not split its file", job_id)
+        preview.fail_preview(
+            job_id,
+            f"The file could not be read: {type(exc).__name__}: {exc}",
+            kind=FailureKind.FAULT,
+        )
+        return
     if chunk_ids:
         canvas.preview_chord(job_id, chunk_ids).apply_async()
 

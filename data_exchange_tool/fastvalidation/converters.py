@@ -186,7 +186,6 @@ def precision_check(
 CONVERTERS: dict[type, Callable[[Any], Converter | None]] = {
     **dict.fromkeys(CHAR_FIELDS, char_converter),
     f.IntegerField: integer_converter,
-    f.BigIntegerField: integer_converter,
     f.BooleanField: boolean_converter,
     f.ChoiceField: choice_converter,
     f.UUIDField: uuid_converter,
@@ -194,6 +193,8 @@ CONVERTERS: dict[type, Callable[[Any], Converter | None]] = {
     f.DateTimeField: datetime_converter,
     f.DecimalField: decimal_converter,
 }
+if hasattr(f, "BigIntegerField"):  # DRF 3.17+
+    CONVERTERS[f.BigIntegerField] = integer_converter
 
 
 # -- validators whose rule is known ---------------------------------------------------------
