@@ -310,3 +310,18 @@ def test_each_move_is_recorded_once(partners, run_on_commit):
     job = preview(run_on_commit, HEADER + csv_rows(2))
     assert not transitions.move(job.pk, JobState.PREVIEW_SUCCEEDED, expected=[JobState.CREATED])
     assert JobEvent.objects.filter(job=job, to_state=JobState.PREVIEW_SUCCEEDED).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_key_repeated_three_times_names_the_first_row_each_time(partners, run_on_commit):
+    text = (
+        HEADER + csv_rows(20) + csv_rows(1, start=5) + csv_rows(1, start=5) + csv_rows(1, start=17)
+    )
+    job = preview(run_on_commit, text, importer=UPSERT)
+    assert job.invalid_rows == 3
+    messages = {e.row_number: e.message for e in job.row_errors.order_by("row_number")}
+    assert messages == {
+        22: "sku 'SKU00005' is repeated: row 7 already has it.",
+        23: "sku 'SKU00005' is repeated: row 7 already has it.",
+        24: "sku 'SKU00017' is repeated: row 19 already has it.",
+    }
