@@ -13,6 +13,7 @@ Jobs are never edited: the change page is the read-only preview, and jobs move o
 
 from __future__ import annotations
 
+import tempfile
 from typing import Any
 
 from django.contrib import admin, messages
@@ -22,6 +23,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import Model, QuerySet
 from django.http import (
+    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -36,7 +38,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import registry, services
+from . import registry, reports, services
 from .conf import app_settings
 from .exceptions import FileRejected, ImproperlyConfiguredImporter, TransitionRefused
 from .forms import DELIMITER_CHOICES, ImportJobUploadForm, importer_choices
@@ -46,6 +48,7 @@ from .states import FailureKind, JobState
 TEMPLATES = "admin/data_exchange_tool/importjob/"
 CONFIRM_PERMISSION = "data_exchange_tool.confirm_importjob"
 REFRESH_SECONDS = 5
+REPORT_SPOOL_BYTES = 8 * 1024 * 1024
 ERRORS_PAGE_VAR = "errors_page"
 RUNNING_STATES = frozenset({JobState.CREATED, JobState.IMPORT_IN_PROGRESS})
 STATE_TONES = {
@@ -255,6 +258,11 @@ class ImportJobAdmin(admin.ModelAdmin):
                 wrap(self.resume_view),
                 name="{}_{}_resume".format(*info),
             ),
+            path(
+                "<path:object_id>/errors.<str:fmt>",
+                wrap(self.error_report_view),
+                name="{}_{}_errors".format(*info),
+            ),
             *super().get_urls(),
         ]
 
@@ -427,6 +435,14 @@ class ImportJobAdmin(admin.ModelAdmin):
             "error_count": paginator.count,
             "errors_previous_url": self._errors_page_url(request, page, -1),
             "errors_next_url": self._errors_page_url(request, page, +1),
+            "error_report_urls": {
+                fmt.upper(): reverse(
+                    f"admin:{self.opts.app_label}_{self.opts.model_name}_errors",
+                    args=(quote(job.pk), fmt),
+                    current_app=self.admin_site.name,
+                )
+                for fmt in reports.FORMATS
+            },
         }
 
     def _errors_page_url(self, request: HttpRequest, page: Page, step: int) -> str:
@@ -453,6 +469,31 @@ class ImportJobAdmin(admin.ModelAdmin):
             "show_resume": show_resume,
             "resume_url": self.job_url(job, "resume") if show_resume else "",
         }
+
+    # -- the error report ------------------------------------------------------------------
+
+    def error_report_view(self, request: HttpRequest, object_id: str, fmt: str) -> HttpResponse:
+        """GET: the job's row errors as CSV or XLSX, formula triggers neutralised."""
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD"])
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        if fmt not in reports.FORMATS:
+            raise Http404(gettext("There is no such report format."))
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404(gettext("There is no such import job."))
+        if not self.has_view_or_change_permission(request, job):
+            raise PermissionDenied
+        spool = tempfile.SpooledTemporaryFile(max_size=REPORT_SPOOL_BYTES)  # noqa: SIM115
+        reports.write_error_report(job, fmt, spool)
+        spool.seek(0)
+        return FileResponse(
+            spool,
+            as_attachment=True,
+            filename=reports.report_filename(job, fmt),
+            content_type=reports.CONTENT_TYPES[fmt],
+        )
 
     # -- confirm and resume ------------------------------------------------------------------
 

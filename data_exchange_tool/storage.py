@@ -95,19 +95,41 @@ class ImportStorage:
             import smart_open
 
             path = self.storage.path(key)
-            if size is not None and self.storage.size(key) != size:
-                raise SourceChanged(_changed_message(key))
+            self.verify_source(key, size=size, etag=etag)
             return smart_open.open(path, "rb", compression="disable")
         return self.storage.open(key, "rb")
+
+    def verify_source(self, key: str, *, size: int | None = None, etag: str = "") -> None:
+        """Raise :class:`SourceChanged` if the stored source's size or ETag is not the recorded
+        one (or the source is gone)."""
+        if self.bucket is not None:
+            self._head_s3(key, size=size, etag=etag)
+            return
+        try:
+            stored_size = self.storage.size(key)
+        except FileNotFoundError:
+            raise SourceChanged(_changed_message(key)) from None
+        if size is not None and stored_size != size:
+            raise SourceChanged(_changed_message(key))
+
+    def _head_s3(self, key: str, *, size: int | None, etag: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self._s3_client().head_object(Bucket=self.bucket, Key=self._s3_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise SourceChanged(_changed_message(key)) from None
+            raise
+        if (size is not None and head["ContentLength"] != size) or (etag and head["ETag"] != etag):
+            raise SourceChanged(_changed_message(key))
 
     def _open_s3(self, key: str, *, size: int | None, etag: str) -> IO[bytes]:
         import smart_open
 
         client = self._s3_client()
         full_key = self._s3_key(key)
-        head = client.head_object(Bucket=self.bucket, Key=full_key)
-        if (size is not None and head["ContentLength"] != size) or (etag and head["ETag"] != etag):
-            raise SourceChanged(_changed_message(key))
+        self._head_s3(key, size=size, etag=etag)
         return smart_open.open(
             f"s3://{self.bucket}/{full_key}",
             "rb",

@@ -253,8 +253,7 @@ def test_database_allows_one_importing_job_per_target_even_without_the_lock(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_racing_confirms_let_exactly_one_import_start(partners, settings):
-    settings.CELERY_TASK_ALWAYS_EAGER = False
+def test_racing_confirms_let_exactly_one_import_start(partners):
     jobs = []
     for start in (0, 100, 200, 300):
         job = upload(HEADER + csv_rows(3, start=start))

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from .. import dispatch, registry
 from ..conf import app_settings
-from ..exceptions import FileRejected, ImportLockHeld, TransitionRefused
+from ..exceptions import FileRejected, ImportLockHeld, SourceChanged, TransitionRefused
 from ..locks import ContentTypeLock
 from ..models import ImportChunk, ImportJob
 from ..states import ChunkState, FailureKind, JobState
@@ -102,9 +102,36 @@ def confirm_import(job_id: Any, *, user: Any = None) -> ImportJob:
         raise (ImportLockHeld if "Another import" in refusals[0] else TransitionRefused)(
             refusals[0]
         )
+    _check_source_unchanged(job)
     _start_import(job, expected=JobState.PREVIEW_SUCCEEDED, user=user)
     job.refresh_from_db()
     return job
+
+
+def _check_source_unchanged(job: ImportJob) -> None:
+    """Refuse, and fail the preview, if the stored source is no longer the file previewed.
+
+    The import writes the chunks made at preview; a source replaced since then means the
+    stored file and what was previewed disagree, so nothing is imported.
+    """
+    try:
+        import_storage().verify_source(job.source_key, size=job.file_size, etag=job.source_etag)
+    except SourceChanged as exc:
+        reason = str(exc)
+        transitions.move(
+            job.pk,
+            JobState.PREVIEW_FAILED,
+            expected=[JobState.PREVIEW_SUCCEEDED],
+            message=reason,
+            error_summary=reason,
+            failure_kind=FailureKind.DATA,
+        )
+        raise TransitionRefused(reason) from None
+    except Exception as exc:
+        raise TransitionRefused(
+            f"The stored file cannot be checked right now ({type(exc).__name__}); "
+            "try again in a moment."
+        ) from exc
 
 
 def resume_import(job_id: Any, *, user: Any = None) -> ImportJob:
