@@ -67,7 +67,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("DATA_EXCHANGE_MAX_FIELD_BYTES", 1024 * 1024),
         Setting("DATA_EXCHANGE_XLSX_MAX_UNCOMPRESSED_BYTES", 2 * 1024**3),
         Setting("DATA_EXCHANGE_XLSX_MAX_COMPRESSION_RATIO", 200),
-        Setting("DATA_EXCHANGE_XLSX_MAX_SHARED_STRINGS_BYTES", 256 * 1024**2),
+        Setting("DATA_EXCHANGE_XLSX_MAX_SHARED_STRINGS_BYTES", 64 * 1024**2),
         # Directory for temporary spools (XLSX); None: the system default.
         Setting("DATA_EXCHANGE_TEMP_DIR", None),
         # Dotted path of an object with fault hooks, for fault-injection tests only.

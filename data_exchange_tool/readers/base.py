@@ -32,7 +32,7 @@ class ReadOptions:
     max_rows: int = 50_000_000
     xlsx_max_uncompressed_bytes: int = 2 * 1024**3
     xlsx_max_compression_ratio: int = 200
-    xlsx_max_shared_strings_bytes: int = 256 * 1024**2
+    xlsx_max_shared_strings_bytes: int = 64 * 1024**2
     temp_dir: str | None = None
     #: the largest XLSX file (compressed, as uploaded) spooled to a temporary file
     xlsx_max_file_bytes: int = 1024**3
