@@ -111,10 +111,31 @@ CELERY_TASK_ALWAYS_EAGER = os.environ.get("DATA_EXCHANGE_TEST_EAGER", "1") == "1
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 3600}
+if os.environ.get("DATA_EXCHANGE_TEST_VISIBILITY_TIMEOUT"):
+    # Fault tests: unacknowledged messages come back after this many seconds, swept every second.
+    _VISIBILITY = {"visibility_timeout": int(os.environ["DATA_EXCHANGE_TEST_VISIBILITY_TIMEOUT"])}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **_VISIBILITY,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    }
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = _VISIBILITY
 
 DATA_EXCHANGE_REDIS_URL = os.environ.get("DATA_EXCHANGE_TEST_LOCK_REDIS", REDIS_URL)
 DATA_EXCHANGE_CHUNK_SIZE = int(os.environ.get("DATA_EXCHANGE_TEST_CHUNK_SIZE", "100"))
+
+# Queues of the two phases (unset: the library's default shared queue).
+if os.environ.get("DATA_EXCHANGE_TEST_PREVIEW_QUEUE"):
+    DATA_EXCHANGE_PREVIEW_QUEUE = os.environ["DATA_EXCHANGE_TEST_PREVIEW_QUEUE"]
+if os.environ.get("DATA_EXCHANGE_TEST_IMPORT_QUEUE"):
+    DATA_EXCHANGE_IMPORT_QUEUE = os.environ["DATA_EXCHANGE_TEST_IMPORT_QUEUE"]
+
+# Fault-injection hooks (tests/fault_hooks.py); the worker also imports the module at start, so
+# its task_prerun receiver records every task start.
+DATA_EXCHANGE_FAULT_HOOKS = os.environ.get("DATA_EXCHANGE_TEST_FAULT_HOOKS") or None
+if DATA_EXCHANGE_FAULT_HOOKS:
+    CELERY_IMPORTS = [DATA_EXCHANGE_FAULT_HOOKS.rsplit(".", 1)[0]]
 
 if os.environ.get("DATA_EXCHANGE_TEST_S3_ENDPOINT"):
     MODEL_DATA_EXCHANGE_S3_BUCKET_NAME = os.environ.get("DATA_EXCHANGE_TEST_S3_BUCKET", "imports")

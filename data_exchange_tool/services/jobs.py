@@ -91,6 +91,15 @@ def _busy_message(job: ImportJob, other: Any) -> str:
     return f"Another import into {label} is running (job {other}); wait until it finishes."
 
 
+def _holding_job(job: ImportJob, token: str | None) -> Any:
+    """The id of the job that holds the target's lock, as far as the database knows."""
+    holders = ImportJob.objects.filter(content_type_id=job.content_type_id).exclude(pk=job.pk)
+    holder = (holders.filter(lock_token=token).first() if token else None) or holders.filter(
+        state=JobState.IMPORT_IN_PROGRESS
+    ).first()
+    return holder.pk if holder is not None else "unknown"
+
+
 def confirm_import(job_id: Any, *, user: Any = None) -> ImportJob:
     """Take the target's lock, move the job to IMPORT_IN_PROGRESS and queue its chunks.
 
@@ -150,7 +159,7 @@ def _start_import(job: ImportJob, *, expected: JobState, user: Any) -> None:
     token = uuid.uuid4().hex
     lock = ContentTypeLock(job.content_type_id)
     if not lock.acquire(token):
-        raise ImportLockHeld(_busy_message(job, lock.holder() or "?"))
+        raise ImportLockHeld(_busy_message(job, _holding_job(job, lock.holder())))
     try:
         with transaction.atomic():
             moved = transitions.move(
