@@ -233,8 +233,11 @@ def test_confirm_is_refused_while_another_job_of_the_target_imports(partners, ru
     assert ContentTypeLock(first.content_type_id).acquire(token)
     try:
         assert transitions.move(first.pk, JobState.IMPORT_IN_PROGRESS, lock_token=token, fence=1)
-        with pytest.raises(ImportLockHeld, match="Another import into stock records is running"):
+        with pytest.raises(
+            ImportLockHeld, match="Another import into stock records is running"
+        ) as exc:
             services.confirm_import(second.pk)
+        assert f"(job {first.pk})" in str(exc.value)
     finally:
         ContentTypeLock(first.content_type_id).release(token)
     second.refresh_from_db()
