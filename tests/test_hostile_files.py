@@ -72,8 +72,13 @@ def flow(django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
     return run
 
 
-def preview(flow: Callable[..., Any], content: str | bytes, name: str = "stock.csv",
-            importer: str = IMPORTER, **options: str) -> ImportJob:
+def preview(
+    flow: Callable[..., Any],
+    content: str | bytes,
+    name: str = "stock.csv",
+    importer: str = IMPORTER,
+    **options: str,
+) -> ImportJob:
     data = content.encode() if isinstance(content, str) else content
     job = flow(services.create_job, importer, io.BytesIO(data), name=name, **options)
     job.refresh_from_db()
@@ -272,8 +277,9 @@ def workbook(data_rows: list[list[object]], *, epoch: Any = None) -> bytes:
     return buffer.getvalue()
 
 
-def replace_members(data: bytes, members: dict[str, Callable[[zipfile.ZipFile, str], None]],
-                    path: Path) -> bytes:
+def replace_members(
+    data: bytes, members: dict[str, Callable[[zipfile.ZipFile, str], None]], path: Path
+) -> bytes:
     """Write ``data`` (a zip) to ``path`` with members rewritten by callables."""
     source = zipfile.ZipFile(io.BytesIO(data))
     names = list(dict.fromkeys([*source.namelist(), *members]))
@@ -309,8 +315,10 @@ def zip_bomb(path: Path) -> bytes:
 
     def sheet(target: zipfile.ZipFile, name: str) -> None:
         with target.open(name, "w", force_zip64=True) as member:
-            member.write(b'<worksheet xmlns="http://schemas.openxmlformats.org/'
-                         b'spreadsheetml/2006/main"><sheetData>')
+            member.write(
+                b'<worksheet xmlns="http://schemas.openxmlformats.org/'
+                b'spreadsheetml/2006/main"><sheetData>'
+            )
             for _ in range(1024**3 // len(pattern)):
                 member.write(pattern)
             member.write(b"</sheetData></worksheet>")
@@ -326,20 +334,31 @@ def billion_laughs(path: Path) -> bytes:
     strings = b'<?xml version="1.0"?><!DOCTYPE lolz [' + entities + b"]>" + SST
     strings += b"<si><t>&lol9;</t></si></sst>"
     base = workbook([["sku"], ["A"]])
-    return replace_members(base, {
-        "xl/sharedStrings.xml": bytes_member(strings),
-        "[Content_Types].xml": content_types_with_strings(base),
-    }, path)
+    return replace_members(
+        base,
+        {
+            "xl/sharedStrings.xml": bytes_member(strings),
+            "[Content_Types].xml": content_types_with_strings(base),
+        },
+        path,
+    )
 
 
 def external_entity(path: Path) -> bytes:
-    strings = (b'<?xml version="1.0"?><!DOCTYPE sst [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
-               + SST + b"<si><t>&xxe;</t></si></sst>")
+    strings = (
+        b'<?xml version="1.0"?><!DOCTYPE sst [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+        + SST
+        + b"<si><t>&xxe;</t></si></sst>"
+    )
     base = workbook([["sku"], ["A"]])
-    return replace_members(base, {
-        "xl/sharedStrings.xml": bytes_member(strings),
-        "[Content_Types].xml": content_types_with_strings(base),
-    }, path)
+    return replace_members(
+        base,
+        {
+            "xl/sharedStrings.xml": bytes_member(strings),
+            "[Content_Types].xml": content_types_with_strings(base),
+        },
+        path,
+    )
 
 
 def huge_shared_strings(path: Path) -> bytes:
@@ -352,16 +371,22 @@ def huge_shared_strings(path: Path) -> bytes:
             pad = b" of a text long enough to fill the table quickly" * 2
             block = 50_000
             for start in range(0, 3_000_000, block):
-                member.write(b"".join(
-                    b"<si><t>%08x%s</t></si>" % (i * 2654435761 % 2**32, pad)
-                    for i in range(start, start + block)
-                ))
+                member.write(
+                    b"".join(
+                        b"<si><t>%08x%s</t></si>" % (i * 2654435761 % 2**32, pad)
+                        for i in range(start, start + block)
+                    )
+                )
             member.write(b"</sst>")
 
-    return replace_members(base, {
-        "xl/sharedStrings.xml": strings,
-        "[Content_Types].xml": content_types_with_strings(base),
-    }, path)
+    return replace_members(
+        base,
+        {
+            "xl/sharedStrings.xml": strings,
+            "[Content_Types].xml": content_types_with_strings(base),
+        },
+        path,
+    )
 
 
 def absurd_dimension(path: Path) -> bytes:
@@ -420,3 +445,13 @@ def test_1904_dates_and_twenty_digit_text_ids_import_exactly(partners, flow):
     assert record.sku == sku
     assert record.price == Decimal("1.50")
     assert record.updated_at == datetime.datetime(2024, 3, 1, 10, 30, tzinfo=datetime.UTC)
+
+
+@pytest.mark.django_db
+def test_a_twenty_digit_id_typed_as_a_number_fails_the_preview_instead_of_changing(partners, flow):
+    data = workbook([FIELDS, [12345678901234567890, "Book", 1.5, 2, "W1", True, None, "P1"]])
+    job = preview(flow, data, name="ids.xlsx")
+    assert job.state == JobState.PREVIEW_FAILED
+    assert "cell A2" in job.error_summary
+    assert "more than 15 digits" in job.error_summary
+    assert StockRecord.objects.count() == 0

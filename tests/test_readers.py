@@ -248,9 +248,7 @@ def test_open_quote_swallowing_the_file_stops_at_the_record_limit():
 
 def test_nul_bytes_are_refused():
     error = rejection(lambda: all_rows(read_csv(b"id,name\n1,a\n2,b\x00c\n")))
-    assert str(error) == (
-        "The file contains NUL bytes at line 3; it is probably not a text file."
-    )
+    assert str(error) == ("The file contains NUL bytes at line 3; it is probably not a text file.")
 
 
 def test_more_rows_than_the_limit_are_refused():
@@ -260,9 +258,7 @@ def test_more_rows_than_the_limit_are_refused():
 
 
 def test_gzip_csv_is_decompressed_on_the_fly():
-    reader = open_table(
-        "csv", OneWayStream(gzip.compress(b"id;name\n1;a\n2;b\n")), ReadOptions()
-    )
+    reader = open_table("csv", OneWayStream(gzip.compress(b"id;name\n1;a\n2;b\n")), ReadOptions())
     assert reader.detected == {"compression": "gzip", "encoding": "utf-8", "delimiter": ";"}
     assert all_rows(reader) == [(2, ["1", "a"]), (3, ["2", "b"])]
 
@@ -295,8 +291,9 @@ CELL_TEXT = st.text(
     ),
     max_size=12,
 )
-HEADER = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), min_size=1,
-                  max_size=5, unique=True)
+HEADER = st.lists(
+    st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), min_size=1, max_size=5, unique=True
+)
 TABLE = st.lists(st.lists(CELL_TEXT, min_size=1, max_size=6), max_size=8)
 
 
@@ -392,8 +389,13 @@ def test_importing_the_readers_does_not_import_openpyxl():
 # XLSX helpers
 
 
-def workbook_bytes(rows: list[list[object]], *, title: str = "Sheet1", epoch=None,
-                   extra_sheets: tuple[str, ...] = ()) -> bytes:
+def workbook_bytes(
+    rows: list[list[object]],
+    *,
+    title: str = "Sheet1",
+    epoch=None,
+    extra_sheets: tuple[str, ...] = (),
+) -> bytes:
     workbook = openpyxl.Workbook()
     if epoch is not None:
         workbook.epoch = epoch
@@ -435,26 +437,51 @@ def test_defusedxml_protects_openpyxl():
 
 
 def test_xlsx_values_are_text_as_excel_shows_them():
-    data = workbook_bytes([
-        ["int", "float", "bool", "date", "datetime", "time", "code", "id"],
-        [123, 1.5, True, datetime.date(2024, 3, 1), datetime.datetime(2024, 3, 1, 10, 30),
-         datetime.time(10, 30), "00123", "12345678901234567890"],
-        [123.0, 0.1 + 0.2, False, None, None, None, "007", None],
-    ])
+    data = workbook_bytes(
+        [
+            ["int", "float", "bool", "date", "datetime", "time", "code", "id"],
+            [
+                123,
+                1.5,
+                True,
+                datetime.date(2024, 3, 1),
+                datetime.datetime(2024, 3, 1, 10, 30),
+                datetime.time(10, 30),
+                "00123",
+                "12345678901234567890",
+            ],
+            [123.0, 0.1 + 0.2, False, None, None, None, "007", None],
+        ]
+    )
     reader = read_xlsx(data)
     assert reader.header == ["int", "float", "bool", "date", "datetime", "time", "code", "id"]
     assert reader.detected == {"sheet": "Sheet1", "date_system": "1900"}
     assert all_rows(reader) == [
-        (2, ["123", "1.5", "true", "2024-03-01", "2024-03-01T10:30:00", "10:30:00", "00123",
-             "12345678901234567890"]),
+        (
+            2,
+            [
+                "123",
+                "1.5",
+                "true",
+                "2024-03-01",
+                "2024-03-01T10:30:00",
+                "10:30:00",
+                "00123",
+                "12345678901234567890",
+            ],
+        ),
         (3, ["123", "0.3", "false", None, None, None, "007", None]),
     ]
 
 
-def test_large_integral_number_is_rendered_without_exponent():
-    rows = all_rows(read_xlsx(workbook_bytes([["n"], [1e15], [12345678901234567890]])))
-    assert rows[0] == (2, ["1000000000000000"])
-    assert rows[1][1][0].isdigit()
+def test_fifteen_digit_numbers_and_long_text_ids_keep_every_digit():
+    rows = all_rows(read_xlsx(workbook_bytes([["n"], [999999999999999], ["12345678901234567890"]])))
+    assert rows == [(2, ["999999999999999"]), (3, ["12345678901234567890"])]
+
+
+def test_a_number_beyond_excels_15_digits_is_refused_not_silently_changed():
+    with pytest.raises(FileRejected, match=r"cell A3 \(\d{20}\) has more than 15 digits"):
+        all_rows(read_xlsx(workbook_bytes([["id"], ["00123"], [12345678901234567890]])))
 
 
 def test_1904_workbook_dates_are_right():
@@ -515,9 +542,11 @@ def test_empty_sheet_is_refused():
 def test_declared_huge_dimension_with_three_rows_reads_three_rows_fast():
     data = rewrite_zip(
         workbook_bytes([["id", "name"], [1, "a"], [2, "b"]]),
-        {"xl/worksheets/sheet1.xml": lambda xml: xml.replace(
-            b'<dimension ref="A1:B3" />', b'<dimension ref="A1:XFD1048576" />'
-        )},
+        {
+            "xl/worksheets/sheet1.xml": lambda xml: xml.replace(
+                b'<dimension ref="A1:B3" />', b'<dimension ref="A1:XFD1048576" />'
+            )
+        },
     )
     assert b"XFD1048576" in zipfile.ZipFile(io.BytesIO(data)).read("xl/worksheets/sheet1.xml")
     started = time.monotonic()
@@ -580,10 +609,13 @@ def test_entity_declarations_in_the_workbook_are_refused():
         b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
         b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>'
     )
-    data = rewrite_zip(workbook_bytes([["id"]]), {
-        "xl/sharedStrings.xml": laughs,
-        "[Content_Types].xml": lambda xml: xml.replace(b"</Types>", content_types),
-    })
+    data = rewrite_zip(
+        workbook_bytes([["id"]]),
+        {
+            "xl/sharedStrings.xml": laughs,
+            "[Content_Types].xml": lambda xml: xml.replace(b"</Types>", content_types),
+        },
+    )
     error = rejection(lambda: read_xlsx(data))
     assert "forbidden XML" in str(error)
 
@@ -605,9 +637,11 @@ def test_non_zip_or_damaged_xlsx_is_refused(data):
 def test_damaged_sheet_is_refused_after_the_last_good_row(bad_row):
     data = rewrite_zip(
         workbook_bytes([["id", "name"], [1, "a"]]),
-        {"xl/worksheets/sheet1.xml": lambda xml: xml.replace(
-            b"</sheetData>", bad_row + b"</sheetData>"
-        )},
+        {
+            "xl/worksheets/sheet1.xml": lambda xml: xml.replace(
+                b"</sheetData>", bad_row + b"</sheetData>"
+            )
+        },
     )
     reader = read_xlsx(data)
     seen = []

@@ -21,7 +21,7 @@ from openpyxl.cell.read_only import EmptyCell
 from openpyxl.styles.numbers import is_datetime
 from openpyxl.utils.datetime import CALENDAR_MAC_1904
 
-from .base import ReadOptions, Row, TableReader, human_size, reject
+from .base import FileRejected, ReadOptions, Row, TableReader, human_size, reject
 
 COPY_BLOCK = 1024 * 1024
 #: members smaller than this are not checked for their compression ratio
@@ -163,6 +163,8 @@ def render(cell: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if value.is_integer() and abs(value) >= EXACT_DIGITS_LIMIT:
+            raise _lossy_number(cell, value)
         return render_float(value)
     if isinstance(value, datetime.datetime):
         return render_datetime(value, cell.number_format)
@@ -171,6 +173,20 @@ def render(cell: Any) -> str | None:
     if isinstance(value, datetime.timedelta):
         return render_duration(value)
     return str(value)
+
+
+EXACT_DIGITS_LIMIT = 1e15  # Excel keeps 15 significant digits of a number
+
+
+def _lossy_number(cell: Any, value: float) -> FileRejected:
+    where = f"cell {getattr(cell, 'coordinate', '?')}"
+    return reject(
+        f"The number in {where} ({int(value)}) has more than 15 digits: Excel stores only 15, "
+        "so its last digits may already be wrong. Format the column as Text in Excel, enter "
+        "the values again (or save the sheet as CSV from the source system), and upload it "
+        "again.",
+        getattr(cell, "row", None),
+    )
 
 
 def render_float(value: float) -> str:
