@@ -15,6 +15,8 @@ PG_HOST := 127.0.0.1
 PG_PORT := 5432
 REDIS_PORT := 6379
 WAIT_SECONDS := 60
+# Services that `make test` found down and started; it stops them again at the end.
+STARTED := .services-started
 
 # The oldest supported Django, tested without the end-to-end and fault tests (the newest
 # supported release is what .venv has).
@@ -22,7 +24,8 @@ OLDEST_DJANGO := Django>=4.2,<5
 VENV_OLDEST := .venv-django42
 STAMP_OLDEST := $(VENV_OLDEST)/.installed
 
-.PHONY: venv services postgres redis lint test test-postgres test-sqlite test-oldest-django demo clean
+# (stop-started is phony too)
+.PHONY: venv services postgres redis stop-started lint test test-postgres test-sqlite test-oldest-django demo clean
 
 venv: $(STAMP)
 
@@ -43,6 +46,7 @@ postgres:
 	@if ! pg_isready -q -h $(PG_HOST) -p $(PG_PORT); then \
 	  echo "starting PostgreSQL"; \
 	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+	  mkdir -p $(STARTED) && touch $(STARTED)/postgres; \
 	fi
 	@for _ in $$(seq $(WAIT_SECONDS)); do \
 	  pg_isready -q -h $(PG_HOST) -p $(PG_PORT) && exit 0; sleep 1; \
@@ -53,11 +57,23 @@ redis:
 	  echo "starting Redis"; \
 	  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port $(REDIS_PORT) --save "" \
 	    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log; \
+	  mkdir -p $(STARTED) && touch $(STARTED)/redis; \
 	fi
 	@for _ in $$(seq $(WAIT_SECONDS)); do \
 	  [ "$$(redis-cli -h 127.0.0.1 -p $(REDIS_PORT) ping 2>/dev/null)" = PONG ] && exit 0; \
 	  sleep 1; \
 	done; echo "Redis is not up on 127.0.0.1:$(REDIS_PORT)" >&2; exit 1
+
+stop-started:
+	@if [ -f $(STARTED)/postgres ]; then \
+	  echo "stopping PostgreSQL (started by make)"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main stop || true; \
+	fi
+	@if [ -f $(STARTED)/redis ]; then \
+	  echo "stopping Redis (started by make)"; \
+	  redis-cli -h 127.0.0.1 -p $(REDIS_PORT) shutdown nosave >/dev/null 2>&1 || true; \
+	fi
+	@rm -rf $(STARTED)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -79,6 +95,7 @@ test: venv services
 	$(MAKE) --no-print-directory test-postgres || failed="$$failed postgres"; \
 	$(MAKE) --no-print-directory test-sqlite || failed="$$failed sqlite"; \
 	$(MAKE) --no-print-directory test-oldest-django || failed="$$failed django-4.2"; \
+	$(MAKE) --no-print-directory stop-started; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi; \
 	echo "make test: lint, PostgreSQL, SQLite and Django 4.2 runs passed"
 
