@@ -24,7 +24,6 @@ OLDEST_DJANGO := Django>=4.2,<5
 VENV_OLDEST := .venv-django42
 STAMP_OLDEST := $(VENV_OLDEST)/.installed
 
-# (stop-started is phony too)
 .PHONY: venv services postgres redis stop-started lint test test-postgres test-sqlite test-oldest-django demo clean
 
 venv: $(STAMP)
