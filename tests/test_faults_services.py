@@ -464,7 +464,8 @@ def private_redis_and_worker(e2e: E2E, tmp_path: Path, monkeypatch: pytest.Monke
     """A private Redis and a worker on it; the test process sends and locks through it too."""
     server = RedisServer(tmp_path / "redis.log")
     server.start()
-    app = Celery("faults", broker=server.url, backend=server.url)
+    # not the current app: the rest of the session keeps sending through the test project's app
+    app = Celery("faults", broker=server.url, backend=server.url, set_as_current=False)
     app.conf.update(broker_connection_retry_on_startup=True, task_acks_late=True)
     env = {**e2e.worker.env, "DATA_EXCHANGE_TEST_REDIS": server.url,
            "DATA_EXCHANGE_TEST_BROKER": server.url, "DATA_EXCHANGE_TEST_LOCK_REDIS": server.url,
