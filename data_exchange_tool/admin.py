@@ -230,6 +230,14 @@ class ImportJobAdmin(admin.ModelAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
+    def delete_model(self, request: HttpRequest, obj: ImportJob) -> None:
+        """Delete through the services, so the job's stored files go too."""
+        services.delete_job(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ImportJob]) -> None:
+        for job in queryset:
+            services.delete_job(job)
+
     def get_deleted_objects(
         self, objs: Any, request: HttpRequest
     ) -> tuple[list[str], dict[str, int], set[str], list[str]]:

@@ -137,15 +137,17 @@ class ImportStorage:
             transport_params={"client": client},
         )
 
-    def delete_job_files(self, job_id: UUID | str) -> None:
-        """Remove a job's chunks and source (best effort)."""
-        directory = self.job_key(job_id, "")
+    def delete_job_files(self, job_id: UUID | str, source_key: str = "") -> None:
+        """Remove a job's chunks and source. Missing files are not an error."""
+        chunks_dir = self.job_key(job_id, "chunks")
         try:
-            _dirs, files = self.storage.listdir(directory + "chunks")
-            for name in files:
-                self.storage.delete(f"{directory}chunks/{name}")
+            _dirs, files = self.storage.listdir(chunks_dir)
         except (FileNotFoundError, NotImplementedError):
-            pass
+            files = []
+        for name in files:
+            self.storage.delete(f"{chunks_dir}/{name}")
+        if source_key:
+            self.storage.delete(source_key)
 
     # S3 details -------------------------------------------------------------------------
 

@@ -256,7 +256,7 @@ def test_database_allows_one_importing_job_per_target_even_without_the_lock(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_racing_confirms_let_exactly_one_import_start(partners):
+def test_racing_confirms_let_exactly_one_import_start(partners, monkeypatch):
     jobs = []
     for start in (0, 100, 200, 300):
         job = upload(HEADER + csv_rows(3, start=start))
@@ -266,14 +266,15 @@ def test_racing_confirms_let_exactly_one_import_start(partners):
             preview_service.validate_chunk(job.pk, chunk_id)
         preview_service.finalize_preview(job.pk)
         jobs.append(job.pk)
+    # keep the started import from running: the race is about who may start
+    monkeypatch.setattr("data_exchange_tool.dispatch.send", lambda *a, **k: None)
     barrier = threading.Barrier(len(jobs))
     outcomes: list[str] = []
 
     def attempt(job_id):
         barrier.wait()
         try:
-            with _no_dispatch():
-                services.confirm_import(job_id)
+            services.confirm_import(job_id)
             outcomes.append("started")
         except TransitionRefused:
             outcomes.append("refused")
@@ -290,21 +291,6 @@ def test_racing_confirms_let_exactly_one_import_start(partners):
     assert ImportJob.objects.filter(state=JobState.IMPORT_IN_PROGRESS).count() == 1
     winner = ImportJob.objects.get(state=JobState.IMPORT_IN_PROGRESS)
     ContentTypeLock(winner.content_type_id).release(winner.lock_token)
-
-
-class _no_dispatch:
-    """Keep the started import from running: the race is about who may start."""
-
-    def __enter__(self):
-        from data_exchange_tool import dispatch
-
-        self._send = dispatch.send
-        dispatch.send = lambda *a, **k: None
-
-    def __exit__(self, *exc):
-        from data_exchange_tool import dispatch
-
-        dispatch.send = self._send
 
 
 @pytest.mark.django_db
@@ -327,3 +313,28 @@ def test_a_key_repeated_three_times_names_the_first_row_each_time(partners, run_
         23: "sku 'SKU00005' is repeated: row 7 already has it.",
         24: "sku 'SKU00017' is repeated: row 19 already has it.",
     }
+
+
+@pytest.mark.django_db
+def test_deleting_a_job_removes_its_stored_files(partners, run_on_commit, settings):
+    from pathlib import Path
+
+    job = confirm(run_on_commit, preview(run_on_commit, HEADER + csv_rows(10)))
+    job_dir = Path(settings.MEDIA_ROOT) / "data_exchange" / str(job.pk)
+    assert (job_dir / "source.csv").exists()
+    assert list((job_dir / "chunks").iterdir())
+    run_on_commit(services.delete_job, job)
+    assert not ImportJob.objects.filter(pk=job.pk).exists()
+    assert not (job_dir / "source.csv").exists()
+    assert not list((job_dir / "chunks").iterdir())
+    assert StockRecord.objects.count() == 10, "the imported rows stay"
+
+
+@pytest.mark.django_db
+def test_a_running_job_cannot_be_deleted(partners, run_on_commit):
+    job = run_on_commit(upload, HEADER + csv_rows(3))
+    job.refresh_from_db()
+    assert transitions.move(job.pk, JobState.IMPORT_IN_PROGRESS, fence=1)
+    job.refresh_from_db()
+    with pytest.raises(TransitionRefused, match="cannot be deleted"):
+        services.delete_job(job)

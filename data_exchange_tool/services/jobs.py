@@ -61,6 +61,19 @@ def create_job(
     return job
 
 
+def delete_job(job: ImportJob) -> None:
+    """Delete a job that is not running, with its chunks, errors and stored files.
+
+    The files go once the deletion is committed, so a rolled-back delete keeps them.
+    """
+    if job.state in (JobState.CREATED, JobState.IMPORT_IN_PROGRESS):
+        raise TransitionRefused("A job cannot be deleted while its preview or import runs.")
+    job_id, source_key = job.pk, job.source_key
+    with transaction.atomic():
+        job.delete()
+        transaction.on_commit(lambda: import_storage().delete_job_files(job_id, source_key))
+
+
 def confirm_refusals(job: ImportJob) -> list[str]:
     """Why Confirm Import would be refused now; empty when it is allowed."""
     if job.state != JobState.PREVIEW_SUCCEEDED:
