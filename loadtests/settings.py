@@ -1,0 +1,64 @@
+"""Django settings of the benchmark project (``DJANGO_SETTINGS_MODULE=loadtests.settings``).
+
+The apps and the StockRecord model of the test suite, on a PostgreSQL database of its own
+(``dxt_bench``, created by the runner if missing), Redis db 12 for Celery and the import lock, and
+the S3 endpoint the runner starts (``DXT_BENCH_S3_ENDPOINT``; unset: local files under
+``loadtests/.data/media``). Every value can be changed through the environment.
+"""
+
+import os
+from pathlib import Path
+
+from tests.settings import INSTALLED_APPS, MIDDLEWARE, TEMPLATES
+
+__all__ = ["INSTALLED_APPS", "MIDDLEWARE", "TEMPLATES"]
+
+DATA_DIR = Path(__file__).resolve().parent / ".data"
+SECRET_KEY = "loadtests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STATIC_URL = "/static/"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "NAME": os.environ.get("DXT_BENCH_DB", "dxt_bench"),
+        "CONN_MAX_AGE": int(os.environ.get("DXT_BENCH_CONN_MAX_AGE", "0")),
+    }
+}
+
+MEDIA_ROOT = os.environ.get("DXT_BENCH_MEDIA", str(DATA_DIR / "media"))
+
+REDIS_URL = os.environ.get("DXT_BENCH_REDIS", "redis://127.0.0.1:6379/12")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_RESULT_EXPIRES = 3600
+
+DATA_EXCHANGE_REDIS_URL = REDIS_URL
+DATA_EXCHANGE_CHUNK_SIZE = int(os.environ.get("DXT_BENCH_CHUNK_SIZE", "5000"))
+
+if os.environ.get("DXT_BENCH_S3_ENDPOINT"):
+    MODEL_DATA_EXCHANGE_S3_BUCKET_NAME = os.environ.get("DXT_BENCH_S3_BUCKET", "bench")
+    MODEL_DATA_EXCHANGE_S3_BASE_PATH = "imports"
+    AWS_S3_ENDPOINT_URL = os.environ["DXT_BENCH_S3_ENDPOINT"]
+    AWS_ACCESS_KEY_ID = "testing"
+    AWS_SECRET_ACCESS_KEY = "testing"
+    AWS_S3_REGION_NAME = "us-east-1"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("DXT_BENCH_LOG_LEVEL", "WARNING")},
+}
