@@ -177,6 +177,9 @@ class ImportChunk(models.Model):
         null=True, help_text="Fence the rows were written under."
     )
     last_error = models.TextField(blank=True)
+    key_hashes = models.BinaryField(
+        null=True, editable=False, help_text="64-bit hashes of the valid rows' keys (preview)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -30,9 +30,18 @@ def count_attempt(chunk: ImportChunk, phase: Phase) -> int:
     return getattr(chunk, field) + 1
 
 
+def load_rows(chunk: ImportChunk) -> chunks.ChunkRows:
+    """A chunk's rows as stored by the split."""
+    return chunks.decode(import_storage().read_bytes(chunk.storage_key))
+
+
 def validate_chunk_rows(job: ImportJob, chunk: ImportChunk) -> ValidationResult:
     """Read a chunk from storage and validate its rows with the importer's serializer."""
-    rows = chunks.decode(import_storage().read_bytes(chunk.storage_key))
+    return validate_rows(job, load_rows(chunk))
+
+
+def validate_rows(job: ImportJob, rows: chunks.ChunkRows) -> ValidationResult:
+    """Validate a chunk's rows with the importer's serializer."""
     validator = RowValidator(
         job.importer_options,
         job.column_map,

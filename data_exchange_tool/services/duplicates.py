@@ -1,13 +1,15 @@
 """Keys repeated inside a file: found across all chunks at the end of the preview.
 
 The key is ``Meta.unique_fields`` when declared, else each single-column unique field of the
-target model that the file fills. The later row gets an error naming the earlier one. Only the
-key columns of each chunk are read.
+target model that the file fills. The later row gets an error naming the earlier one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from .. import chunks
 from ..models import ImportChunk, ImportJob, RowError
@@ -30,56 +32,102 @@ def key_sets(job: ImportJob) -> list[tuple[str, ...]]:
 
 
 Key = tuple[str, ...]
+COUNT = struct.Struct("<I")
+
+
+def key_digest(value: Key) -> int:
+    """A 64-bit hash of a key, the same in every process (unlike ``hash()``)."""
+    data = "\x1f".join(value).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
+
+
+def chunk_key_hashes(job: ImportJob, rows: chunks.ChunkRows, valid: set[int]) -> bytes | None:
+    """The key hashes of a chunk's valid rows, per key set, to store on the chunk."""
+    import numpy as np
+
+    keys = key_sets(job)
+    if not keys:
+        return None
+    per_key: dict[Key, list[int]] = {key: [] for key in keys}
+    for _row, key, value in _row_keys(rows, keys, valid):
+        per_key[key].append(key_digest(value))
+    blob = bytearray()
+    for key in keys:
+        blob += COUNT.pack(len(per_key[key])) + np.array(per_key[key], dtype="<i8").tobytes()
+    return bytes(blob)
 
 
 def report_duplicate_keys(job: ImportJob, ledger: Iterable[ImportChunk]) -> int:
     """Store an error on every row whose key an earlier row already used; returns the count
     of rows newly found invalid.
 
-    Memory stays small: a first pass keeps one 64-bit hash per row (8 bytes) and sorts them to
-    find the hashes seen twice; only when there are any, a second pass keeps the keys with
-    those hashes to name the rows.
+    The first pass reads only the 64-bit key hashes the chunks stored at validation (8 bytes a
+    row, from the database) and sorts them to find hashes seen twice; only when there are any,
+    a second pass reads the chunks' key columns to name the rows.
     """
     keys = key_sets(job)
     if not keys:
         return 0
     ledger = list(ledger)
+    total = sum(c.valid_rows or 0 for c in ledger)
+    columns = {key: _HashColumn(total) for key in keys}
+    blobs = ImportChunk.objects.filter(pk__in=[c.pk for c in ledger]).values_list(
+        "key_hashes", flat=True
+    )
+    for blob in blobs.iterator(chunk_size=50):
+        _read_hashes(bytes(blob or b""), keys, columns)
+    candidates = {key: column.repeated() for key, column in columns.items()}
+    del columns
+    if not any(candidates.values()):
+        return 0
+    return _name_duplicates(job, ledger, keys, candidates)
+
+
+def _read_hashes(blob: bytes, keys: list[Key], columns: dict[Key, _HashColumn]) -> None:
+    import numpy as np
+
+    offset = 0
+    for key in keys:
+        if offset >= len(blob):
+            return
+        (count,) = COUNT.unpack_from(blob, offset)
+        offset += COUNT.size
+        columns[key].extend(np.frombuffer(blob, dtype="<i8", count=count, offset=offset))
+        offset += 8 * count
+
+
+def _name_duplicates(
+    job: ImportJob, ledger: list[ImportChunk], keys: list[Key], candidates: dict[Key, set[int]]
+) -> int:
     skip = set(
         RowError.objects.filter(job=job, phase=Phase.PREVIEW).values_list("row_number", flat=True)
     )
     fields = sorted({f for key in keys for f in key})
-    total = sum(c.row_count for c in ledger)
-    hashes = {key: _HashColumn(total) for key in keys}
-    for _row, key, value in _key_values(ledger, keys, fields, skip):
-        hashes[key].add(hash(value))
-    candidates = {key: column.repeated() for key, column in hashes.items()}
-    del hashes
-    if not any(candidates.values()):
-        return 0
     seen: dict[Key, dict[Key, int]] = {key: {} for key in keys}
     errors: list[CellError] = []
-    for row, key, value in _key_values(ledger, keys, fields, skip):
-        if hash(value) in candidates[key]:
-            first = seen[key].setdefault(value, row)
-            if first != row:
-                errors.append(_duplicate(job, key, value, row, first))
+    for chunk in ledger:
+        rows = chunks.decode(import_storage().read_bytes(chunk.storage_key), fields=fields)
+        valid = set(rows.row_numbers) - skip
+        for row, key, value in _row_keys(rows, keys, valid):
+            if key_digest(value) in candidates[key]:
+                first = seen[key].setdefault(value, row)
+                if first != row:
+                    errors.append(_duplicate(job, key, value, row, first))
     store_errors(job, None, Phase.PREVIEW, errors)
     return len({e.row_number for e in errors})
 
 
-def _key_values(
-    ledger: list[ImportChunk], keys: list[Key], fields: list[str], skip: set[int]
+def _row_keys(
+    rows: chunks.ChunkRows, keys: list[Key], valid: set[int]
 ) -> Iterator[tuple[int, Key, Key]]:
     """(row number, key fields, key value) for every valid row with a complete key."""
-    for chunk in ledger:
-        rows = chunks.decode(import_storage().read_bytes(chunk.storage_key), fields=fields)
-        for i, row_number in enumerate(rows.row_numbers):
-            if row_number in skip:
-                continue
-            for key in keys:
-                value = tuple((rows.columns[f][i] or "").strip() for f in key)
-                if all(value):
-                    yield row_number, key, value
+    for i, row_number in enumerate(rows.row_numbers):
+        if row_number not in valid:
+            continue
+        for key in keys:
+            value = tuple((rows.columns[f][i] or "").strip() for f in key)
+            if all(value):
+                yield row_number, key, value
 
 
 class _HashColumn:
@@ -91,9 +139,10 @@ class _HashColumn:
         self.values = np.empty(size, dtype=np.int64)
         self.used = 0
 
-    def add(self, value: int) -> None:
-        self.values[self.used] = value
-        self.used += 1
+    def extend(self, hashes: Any) -> None:
+        end = self.used + len(hashes)
+        self.values[self.used : end] = hashes
+        self.used = end
 
     def repeated(self) -> set[int]:
         """The hashes that occur more than once."""

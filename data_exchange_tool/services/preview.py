@@ -123,7 +123,9 @@ def validate_chunk(job_id: Any, chunk_id: int) -> None:
     if chunk.preview_state != ChunkState.PENDING or job.state != JobState.CREATED:
         return
     chunk_work.count_attempt(chunk, Phase.PREVIEW)
-    result = chunk_work.validate_chunk_rows(job, chunk)
+    rows = chunk_work.load_rows(chunk)
+    result = chunk_work.validate_rows(job, rows)
+    key_hashes = duplicates.chunk_key_hashes(job, rows, {row for row, _data in result.valid})
     if not result.errors:
         chunk_work.store_validated(job, chunk, result.valid)
     with transaction.atomic():
@@ -131,6 +133,7 @@ def validate_chunk(job_id: Any, chunk_id: int) -> None:
             preview_state=ChunkState.DONE,
             valid_rows=len(result.valid),
             invalid_rows=result.invalid_rows,
+            key_hashes=key_hashes,
             last_error="",
             updated_at=timezone.now(),
         )
