@@ -39,7 +39,11 @@ class ChunkRows:
 
 
 class ChunkBuilder:
-    """Collects rows mapped to fields, then encodes them as one Parquet chunk."""
+    """Collects rows mapped to fields, then encodes them as one Parquet chunk.
+
+    Rows are kept as read and turned into columns once per chunk (``zip``), which is several
+    times faster than appending every cell to its column as it comes.
+    """
 
     def __init__(self, field_indexes: dict[str, int]) -> None:
         self.field_indexes = field_indexes
@@ -47,22 +51,40 @@ class ChunkBuilder:
         self.clear()
 
     def clear(self) -> None:
-        self.rows = ChunkRows([], [], {name: [] for name in self.field_indexes})
+        self.row_numbers: list[int] = []
+        self.cells: list[list[str | None]] = []
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.row_numbers)
 
     def add(self, row_number: int, cells: list[str | None]) -> None:
-        rows = self.rows
-        rows.row_numbers.append(row_number)
-        rows.extra_cells.append(sum(1 for c in cells[self.width :] if c not in (None, "")))
-        size = len(cells)
-        for name, index in self.field_indexes.items():
-            value = cells[index] if index < size else None
-            rows.columns[name].append(value if value != "" else None)
+        self.row_numbers.append(row_number)
+        self.cells.append(cells)
+
+    def rows(self) -> ChunkRows:
+        """The collected rows as columns; empty cells are ``None``."""
+        width = self.width
+        extras: list[int] = []
+        fitted: list[list[str | None]] = []
+        for cells in self.cells:
+            size = len(cells)
+            if size > width:
+                extras.append(sum(1 for c in cells[width:] if c))
+                cells = cells[:width]
+            else:
+                extras.append(0)
+                if size < width:
+                    cells = cells + [None] * (width - size)
+            fitted.append(cells)
+        by_index = list(zip(*fitted, strict=True)) if fitted else [()] * width
+        columns = {
+            name: [value or None for value in by_index[index]]
+            for name, index in self.field_indexes.items()
+        }
+        return ChunkRows(list(self.row_numbers), extras, columns)
 
     def encode(self) -> bytes:
-        return encode(self.rows)
+        return encode(self.rows())
 
 
 def encode(rows: ChunkRows) -> bytes:

@@ -108,7 +108,7 @@ def _write_chunk(job: ImportJob, index: int, builder: chunks.ChunkBuilder) -> Im
     chunk = ImportChunk(
         job=job,
         index=index,
-        first_row=builder.rows.row_numbers[0],
+        first_row=builder.row_numbers[0],
         row_count=len(builder),
         storage_key=key,
     )
