@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db import connection, models
+from django.db import models
 from rest_framework import relations, serializers
 from rest_framework.validators import (
     BaseUniqueForValidator,
@@ -34,6 +34,7 @@ from rest_framework.validators import (
     UniqueValidator,
 )
 
+from .dbquery import filtered_in
 from .options import ImporterOptions
 from .writers import uses_bulk_path
 
@@ -42,8 +43,6 @@ ROW = "__row"
 ABSENT_PREFIX = "__absent:"
 METADATA_KEY = b"data_exchange_tool"
 SUFFIX = ".valid.parquet"
-IN_BATCH = {"postgresql": 20_000}  # values per ``__in`` query; others are kept small
-DEFAULT_IN_BATCH = 900
 
 
 class NotStorable(Exception):
@@ -458,16 +457,9 @@ class Recheck:
 
 def _existing(queryset: models.QuerySet, lookup: str, values: set[Any]) -> set[Any]:
     """Which of ``values`` the queryset has in ``lookup``, a bounded number per query."""
-    if not values:
-        return set()
-    ordered = list(values)
-    size = IN_BATCH.get(connection.vendor, DEFAULT_IN_BATCH)
     found: set[Any] = set()
-    for start in range(0, len(ordered), size):
-        batch = ordered[start : start + size]
-        found.update(
-            queryset.filter(**{f"{lookup}__in": batch}).order_by().values_list(lookup, flat=True)
-        )
+    for part in filtered_in(queryset, lookup, values):
+        found.update(part.order_by().values_list(lookup, flat=True))
     return found
 
 

@@ -20,6 +20,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.relations import PrimaryKeyRelatedField, SlugRelatedField
 from rest_framework.validators import UniqueValidator
 
+from ..dbquery import filtered_in
 from .outcomes import MISS
 
 TRUSTED_VENDORS = frozenset({"postgresql", "sqlite"})
@@ -46,10 +47,9 @@ def trusts_misses(queryset: QuerySet, model_field: ModelField) -> bool:
 
 def fetch_in(queryset: QuerySet, name: str, keys: list[Any]) -> list[Any]:
     """``queryset.filter(name__in=keys)`` in as few queries as the database allows."""
-    limit = connections[queryset.db].features.max_query_params or len(keys) or 1
     found: list[Any] = []
-    for start in range(0, len(keys), limit):
-        found.extend(queryset.filter(**{f"{name}__in": keys[start : start + limit]}))
+    for part in filtered_in(queryset, name, keys):
+        found.extend(part)
     return found
 
 
@@ -216,13 +216,9 @@ class BatchedUnique:
             return False
 
     def _existing(self, queryset: QuerySet, keys: list[Any]) -> list[Any]:
-        if not keys:
-            return []
-        limit = connections[queryset.db].features.max_query_params or len(keys)
         found: list[Any] = []
-        for start in range(0, len(keys), limit):
-            lookup = {f"{self.field_name}__in": keys[start : start + limit]}
-            found.extend(queryset.filter(**lookup).values_list(self.field_name, flat=True))
+        for part in filtered_in(queryset, self.field_name, keys):
+            found.extend(part.values_list(self.field_name, flat=True))
         return found
 
     def __call__(self, value: Any, serializer_field: Any) -> None:
