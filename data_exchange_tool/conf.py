@@ -42,7 +42,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("DATA_EXCHANGE_PREVIEW_QUEUE", SHARED_QUEUE),
         Setting("DATA_EXCHANGE_IMPORT_QUEUE", SHARED_QUEUE),
         # Rows per chunk (an importer's Meta.chunk_size wins).
-        Setting("DATA_EXCHANGE_CHUNK_SIZE", 5000),
+        Setting("DATA_EXCHANGE_CHUNK_SIZE", 10_000),
         # Redis used for the per-content-type import lock. None: the database constraint alone.
         Setting("DATA_EXCHANGE_REDIS_URL", None),
         # Seconds the Redis lock lives without a heartbeat; chunks renew it.

@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--peer-rows", type=int, default=20_000)
     p.add_argument("--skip-peers", action="store_true")
     p.add_argument("--preview-only", action="store_true")
-    p.add_argument("--chunk-size", type=int, default=5000)
+    p.add_argument("--chunk-size", type=int, default=10000)
     p.add_argument("--timeout", type=float, default=0, help="seconds per phase (0: by rows)")
     p.add_argument("--stall-timeout", type=float, default=120)
     p.add_argument("--profile", action="store_true", help="pyinstrument on one chunk")
