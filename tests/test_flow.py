@@ -300,8 +300,12 @@ def test_each_move_is_recorded_once(partners, run_on_commit):
     assert JobEvent.objects.filter(job=job, to_state=JobState.PREVIEW_SUCCEEDED).count() == 1
 
 
+@pytest.mark.parametrize("hashes_per_pass", [2_000_000, 3], ids=["one pass", "many passes"])
 @pytest.mark.django_db
-def test_a_key_repeated_three_times_names_the_first_row_each_time(partners, run_on_commit):
+def test_a_key_repeated_three_times_names_the_first_row_each_time(
+    partners, run_on_commit, monkeypatch, hashes_per_pass
+):
+    monkeypatch.setattr("data_exchange_tool.services.duplicates.HASHES_PER_PASS", hashes_per_pass)
     text = (
         HEADER + csv_rows(20) + csv_rows(1, start=5) + csv_rows(1, start=5) + csv_rows(1, start=17)
     )

@@ -57,33 +57,50 @@ def chunk_key_hashes(job: ImportJob, rows: chunks.ChunkRows, valid: set[int]) ->
     return bytes(blob)
 
 
+#: hashes sorted at once; a bigger file is checked in several passes over the stored hashes
+HASHES_PER_PASS = 2_000_000
+
+
 def report_duplicate_keys(job: ImportJob, ledger: Iterable[ImportChunk]) -> int:
     """Store an error on every row whose key an earlier row already used; returns the count
     of rows newly found invalid.
 
-    The first pass reads only the 64-bit key hashes the chunks stored at validation (8 bytes a
-    row, from the database) and sorts them to find hashes seen twice; only when there are any,
-    a second pass reads the chunks' key columns to name the rows.
+    The first pass reads only the 64-bit key hashes the chunks stored at validation, from the
+    database, and sorts them to find hashes seen twice, a slice of the hash space at a time so
+    that memory stays under 40 MB whatever the file's size. Only when a hash repeats, a second
+    pass reads the chunks' key columns to name the rows.
     """
     keys = key_sets(job)
     if not keys:
         return 0
     ledger = list(ledger)
     total = sum(c.valid_rows or 0 for c in ledger)
-    columns = {key: _HashColumn(total) for key in keys}
-    blobs = ImportChunk.objects.filter(pk__in=[c.pk for c in ledger]).values_list(
-        "key_hashes", flat=True
-    )
-    for blob in blobs.iterator(chunk_size=50):
-        _read_hashes(bytes(blob or b""), keys, columns)
-    candidates = {key: column.repeated() for key, column in columns.items()}
-    del columns
+    candidates = _repeated_hashes(job, keys, -(-total // HASHES_PER_PASS))
     if not any(candidates.values()):
         return 0
     return _name_duplicates(job, ledger, keys, candidates)
 
 
-def _read_hashes(blob: bytes, keys: list[Key], columns: dict[Key, _HashColumn]) -> None:
+def _repeated_hashes(job: ImportJob, keys: list[Key], passes: int) -> dict[Key, set[int]]:
+    """The stored key hashes that occur more than once, per key set."""
+    import numpy as np
+
+    candidates: dict[Key, set[int]] = {key: set() for key in keys}
+    for part in range(max(passes, 1)):
+        pieces: dict[Key, list[Any]] = {key: [] for key in keys}
+        blobs = ImportChunk.objects.filter(job=job).values_list("key_hashes", flat=True)
+        for blob in blobs.iterator(chunk_size=20):
+            for key, hashes in _stored_hashes(bytes(blob or b""), keys):
+                pieces[key].append(hashes[hashes % passes == part] if passes > 1 else hashes)
+        for key in keys:
+            values = np.concatenate(pieces[key]) if pieces[key] else np.empty(0, np.int64)
+            pieces[key] = []
+            values.sort()
+            candidates[key] |= set(values[1:][values[1:] == values[:-1]].tolist())
+    return candidates
+
+
+def _stored_hashes(blob: bytes, keys: list[Key]) -> Iterator[tuple[Key, Any]]:
     import numpy as np
 
     offset = 0
@@ -92,7 +109,7 @@ def _read_hashes(blob: bytes, keys: list[Key], columns: dict[Key, _HashColumn]) 
             return
         (count,) = COUNT.unpack_from(blob, offset)
         offset += COUNT.size
-        columns[key].extend(np.frombuffer(blob, dtype="<i8", count=count, offset=offset))
+        yield key, np.frombuffer(blob, dtype="<i8", count=count, offset=offset)
         offset += 8 * count
 
 
@@ -128,28 +145,6 @@ def _row_keys(
             value = tuple((rows.columns[f][i] or "").strip() for f in key)
             if all(value):
                 yield row_number, key, value
-
-
-class _HashColumn:
-    """A preallocated array of 64-bit hashes."""
-
-    def __init__(self, size: int) -> None:
-        import numpy as np
-
-        self.values = np.empty(size, dtype=np.int64)
-        self.used = 0
-
-    def extend(self, hashes: Any) -> None:
-        end = self.used + len(hashes)
-        self.values[self.used : end] = hashes
-        self.used = end
-
-    def repeated(self) -> set[int]:
-        """The hashes that occur more than once."""
-        values = self.values[: self.used]
-        values.sort()
-        same = values[1:] == values[:-1]
-        return set(values[1:][same].tolist())
 
 
 def _duplicate(

@@ -151,7 +151,7 @@ def finalize_preview(job_id: Any) -> None:
     if job.state != JobState.CREATED or job.chunk_count is None:
         return
     hooks.fire("before_finalize", job_id=job.pk, phase=Phase.PREVIEW)
-    ledger = list(job.chunks.order_by("index"))
+    ledger = list(job.chunks.defer("key_hashes").order_by("index"))
     pending = [c for c in ledger if c.preview_state != ChunkState.DONE]
     if pending:
         first = pending[0]
