@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError, connections
 
 from data_exchange_tool.exceptions import StaleFence
 from data_exchange_tool.services import importing, preview, reconcile
@@ -96,9 +96,6 @@ def import_chunk(self: Any, job_id: str, chunk_id: int, fence: int) -> str:
         return importing.import_chunk(job_id, chunk_id, fence)
     except StaleFence:
         return "stale"
-    except DatabaseError as exc:
-        _retry_or_record(self, chunk_id, exc)
-        return "fault"
     except Exception as exc:
         _retry_or_record(self, chunk_id, exc)
         return "fault"
