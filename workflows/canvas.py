@@ -18,7 +18,7 @@ def _time_limits() -> dict[str, int]:
 def preview_chord(job_id: str, chunk_ids: list[int]) -> Any:
     queue = app_settings.PREVIEW_QUEUE
     header = [
-        signature("workflows.validate_chunk", args=(job_id, cid), queue=queue, **_time_limits())
+        signature(dispatch.VALIDATE_CHUNK, args=(job_id, cid), queue=queue, **_time_limits())
         for cid in chunk_ids
     ]
     return chord(header, signature("workflows.finalize_preview", args=(job_id,), queue=queue))
@@ -27,9 +27,7 @@ def preview_chord(job_id: str, chunk_ids: list[int]) -> Any:
 def import_chord(job_id: str, fence: int, chunk_ids: list[int]) -> Any:
     queue = app_settings.IMPORT_QUEUE
     header = [
-        signature(
-            "workflows.import_chunk", args=(job_id, cid, fence), queue=queue, **_time_limits()
-        )
+        signature(dispatch.IMPORT_CHUNK, args=(job_id, cid, fence), queue=queue, **_time_limits())
         for cid in chunk_ids
     ]
     return chord(header, signature("workflows.finalize_import", args=(job_id,), queue=queue))
