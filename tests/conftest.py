@@ -213,3 +213,22 @@ def _no_stale_import_locks() -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture
+def partners(db: None) -> list[Any]:
+    """The two partners most tests' files refer to, P1 and P2."""
+    from tests.testapp.models import Partner
+
+    return [Partner.objects.create(code=c, name=c) for c in ("P1", "P2")]
+
+
+@pytest.fixture
+def run_on_commit(django_capture_on_commit_callbacks: Any) -> Any:
+    """Run a service call and the tasks it queues on commit (eagerly, in this process)."""
+
+    def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return run

@@ -18,7 +18,7 @@ from data_exchange_tool.locks import ContentTypeLock
 from data_exchange_tool.models import ImportJob, JobEvent
 from data_exchange_tool.services import transitions
 from data_exchange_tool.states import JobState
-from tests.testapp.models import Partner, StockRecord
+from tests.testapp.models import StockRecord
 
 HEADER = "sku,name,price,quantity,warehouse,active,updated_at,partner\n"
 IMPORTER = "testapp.StockRecordImportJob"
@@ -43,20 +43,6 @@ def upload(text: str | bytes, name: str = "stock.csv", importer: str = IMPORTER,
 def _local_storage(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.DATA_EXCHANGE_CHUNK_SIZE = 7
-
-
-@pytest.fixture
-def partners(db):
-    return [Partner.objects.create(code=c, name=c) for c in ("P1", "P2")]
-
-
-@pytest.fixture
-def run_on_commit(django_capture_on_commit_callbacks):
-    def run(fn, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(*args, **kwargs)
-
-    return run
 
 
 def preview(run_on_commit, text, **kw) -> ImportJob:

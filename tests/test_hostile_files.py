@@ -29,7 +29,7 @@ from data_exchange_tool import services
 from data_exchange_tool.models import ImportJob
 from data_exchange_tool.reports import write_error_report
 from data_exchange_tool.states import JobState
-from tests.testapp.models import Partner, StockRecord
+from tests.testapp.models import StockRecord
 
 IMPORTER = "testapp.StockRecordImportJob"
 UPSERT = "testapp.StockRecordUpsertImportJob"
@@ -54,11 +54,6 @@ def rows(n: int, start: int = 0) -> str:
 def _local_storage(settings: Any, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.DATA_EXCHANGE_CHUNK_SIZE = 5
-
-
-@pytest.fixture
-def partners(db: None) -> list[Partner]:
-    return [Partner.objects.create(code=c, name=c) for c in ("P1", "P2")]
 
 
 @pytest.fixture

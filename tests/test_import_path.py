@@ -61,20 +61,6 @@ def _local_storage(settings, tmp_path):
 
 
 @pytest.fixture
-def partners(db):
-    return [Partner.objects.create(code=c, name=c) for c in ("P1", "P2")]
-
-
-@pytest.fixture
-def run_on_commit(django_capture_on_commit_callbacks):
-    def run(fn, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(*args, **kwargs)
-
-    return run
-
-
-@pytest.fixture
 def revalidate(monkeypatch):
     """Give the importer ``Meta.revalidate_on_import = True``."""
     model, options = registry._importers[IMPORTER]

@@ -41,9 +41,7 @@ HOSTILE_NAMES = {
 
 
 def csv_text(tag: str, n: int = 3) -> bytes:
-    body = "".join(
-        f"{tag}{i:04d},Item {tag} {i},{i}.50,{i},W1,true,,P1\n" for i in range(n)
-    )
+    body = "".join(f"{tag}{i:04d},Item {tag} {i},{i}.50,{i},W1,true,,P1\n" for i in range(n))
     return (HEADER + body).encode()
 
 
@@ -67,11 +65,6 @@ def assert_display_name(job: ImportJob, expected: str) -> None:
     assert len(name) <= 200
     assert not set(name) & {"/", "\\", "\x00", "\u202e"}
     assert ".." not in name
-
-
-@pytest.fixture
-def partners(db: None) -> list[Partner]:
-    return [Partner.objects.create(code=c, name=c) for c in ("P1", "P2")]
 
 
 # Scenario 14: names and keys -------------------------------------------------------------------
@@ -160,8 +153,12 @@ def test_s3_keys_are_server_made_and_concurrent_same_names_stay_apart(e2e: E2E):
         )
         return all(s == JobState.PREVIEW_SUCCEEDED for s in states)
 
-    e2e.wait_for(previews_done, timeout=60, message="every preview to succeed",
-                 describe=lambda: list(ImportJob.objects.values_list("state", "error_summary")))
+    e2e.wait_for(
+        previews_done,
+        timeout=60,
+        message="every preview to succeed",
+        describe=lambda: list(ImportJob.objects.values_list("state", "error_summary")),
+    )
     for job, content in zip(jobs, contents, strict=True):
         job.refresh_from_db()
         assert read_source(job) == content
@@ -324,9 +321,12 @@ def test_a_failed_job_cannot_be_resumed_without_the_permission(job):
         state=JobState.IMPORT_FAILED, failure_kind=FailureKind.FAULT, fence=1
     )
     job.refresh_from_db()
-    viewer = staff("viewer", "testapp.view_stockrecordimportjob",
-                   "testapp.change_stockrecordupsertimportjob",
-                   "data_exchange_tool.confirm_importjob")
+    viewer = staff(
+        "viewer",
+        "testapp.view_stockrecordimportjob",
+        "testapp.change_stockrecordupsertimportjob",
+        "data_exchange_tool.confirm_importjob",
+    )
     assert_cannot_start(viewer, job)
 
 
