@@ -19,7 +19,6 @@ RUN_PREVIEW = "workflows.run_preview"
 RUN_IMPORT = "workflows.run_import"
 VALIDATE_CHUNK = "workflows.validate_chunk"
 IMPORT_CHUNK = "workflows.import_chunk"
-RECONCILE = "workflows.reconcile"
 
 
 def send(task_name: str, args: list[Any], queue: str) -> None:

@@ -23,15 +23,10 @@ if TYPE_CHECKING:
     from .options import ImporterOptions
 
 
-class ImportJobQuerySet(models.QuerySet):
-    def importing(self) -> ImportJobQuerySet:
-        return self.filter(state=JobState.IMPORT_IN_PROGRESS)
-
-
-class ImportJobManager(models.Manager.from_queryset(ImportJobQuerySet)):  # type: ignore[misc]
+class ImportJobManager(models.Manager):
     """On an importer proxy, only that importer's jobs."""
 
-    def get_queryset(self) -> ImportJobQuerySet:
+    def get_queryset(self) -> models.QuerySet:
         qs = super().get_queryset()
         if getattr(self.model._meta, "target_model", None) is not None:
             qs = qs.filter(importer=self.model._meta.label)
@@ -191,9 +186,6 @@ class ImportChunk(models.Model):
 
     def __str__(self) -> str:
         return f"chunk {self.index} of {self.job_id}"
-
-    def state_for(self, phase: Phase) -> str:
-        return self.preview_state if phase == Phase.PREVIEW else self.import_state
 
 
 class RowError(models.Model):

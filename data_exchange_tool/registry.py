@@ -53,14 +53,3 @@ def get_importer(label: str) -> ImporterOptions:
         return _importers[label][1]
     except KeyError:
         raise ImproperlyConfiguredImporter(f"No importer is registered as {label!r}.") from None
-
-
-def importer_model(label: str) -> type[Model]:
-    """The proxy model class of the importer ``label``."""
-    get_importer(label)
-    return _importers[label][0]
-
-
-def importers_for_model(model: type[Model]) -> list[ImporterOptions]:
-    """The importers whose target is ``model``."""
-    return [opts for opts in all_importers().values() if opts.target_model is model]

@@ -31,7 +31,3 @@ def import_chord(job_id: str, fence: int, chunk_ids: list[int]) -> Any:
         for cid in chunk_ids
     ]
     return chord(header, signature("workflows.finalize_import", args=(job_id,), queue=queue))
-
-
-def send_by_name(task_name: str, args: list[Any], queue: str) -> None:
-    dispatch.send(task_name, args, queue)

@@ -109,4 +109,4 @@ def finalize_import(self: Any, _results: Any, job_id: str) -> None:
 @shared_task(name="workflows.reconcile", bind=True, acks_late=True)
 def reconcile_jobs(self: Any) -> dict[str, int]:
     """Finish, re-send or fail jobs that stopped making progress (see services.reconcile)."""
-    return reconcile.reconcile(send=canvas.send_by_name)
+    return reconcile.reconcile()
