@@ -107,7 +107,7 @@ def _check_celery() -> list[CheckMessage]:
     if not backend or str(backend).startswith("disabled"):
         return [
             Error(
-                "Celery has no result backend; the preview and import chords need one.",
+                "Celery has no result backend; the import chord needs one.",
                 hint="Set CELERY_RESULT_BACKEND, e.g. to your Redis URL.",
                 id="data_exchange_tool.E004",
             )

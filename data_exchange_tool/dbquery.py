@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import connections
-from django.db.models import Field, QuerySet
+from django.db.models import CharField, Field, QuerySet, TextField
 from django.db.models.expressions import RawSQL
 
 
@@ -39,7 +39,10 @@ def _unnest(queryset: QuerySet, name: str, values: list[Any], connection: Any) -
     if field is None or not db_type:
         return None
     try:
-        prepared = [field.get_db_prep_value(v, connection, prepared=False) for v in values]
+        if keeps_text(field) and all(type(v) is str for v in values):
+            prepared = values
+        else:
+            prepared = [field.get_db_prep_value(v, connection, prepared=False) for v in values]
     except (TypeError, ValueError, ValidationError):
         return None  # let the plain lookup report what it reports
     return RawSQL(f"SELECT unnest(%s::{db_type}[])", (prepared,))
@@ -54,3 +57,16 @@ def _plain_field(queryset: QuerySet, name: str) -> Field | None:
     if field.is_relation or not getattr(field, "concrete", False):
         return None
     return field
+
+
+def keeps_text(model_field: Field) -> bool:
+    """True when the field prepares a ``str`` as itself (``CharField``, ``TextField`` and their
+    plain subclasses), so a chunk's keys need no call per value."""
+    cls = type(model_field)
+    return any(
+        isinstance(model_field, base)
+        and cls.get_prep_value is base.get_prep_value
+        and cls.to_python is base.to_python
+        and cls.get_db_prep_value is Field.get_db_prep_value
+        for base in (CharField, TextField)
+    )

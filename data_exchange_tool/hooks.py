@@ -2,7 +2,8 @@
 
 The setting names an object (dotted path) with any of these methods, each called with keyword
 arguments: ``after_chunk_marked(job_id, chunk_index, phase)``, ``before_chunk_commit(job_id,
-chunk_index, phase)``, ``before_finalize(job_id, phase)``.
+chunk_index, phase)``, ``before_finalize(job_id, phase)``, ``after_chunk_stored(job_id,
+chunk_index, phase)`` (the split stored a chunk, before it sends its validation).
 """
 
 from __future__ import annotations

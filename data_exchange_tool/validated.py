@@ -21,8 +21,10 @@ import io
 import json
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
@@ -164,12 +166,18 @@ def encode(plan: Plan, rows: list[tuple[int, dict[str, Any]]]) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    keys = list(dict.fromkeys(k for _row, data in rows for k in data))
+    datas = [data for _row, data in rows]
+    keys = list(dict.fromkeys(chain.from_iterable(datas)))
+    complete = set(map(len, datas)) <= {len(keys)}  # every row has every key
     related = plan.related_keys
     arrays: dict[str, Any] = {ROW: pa.array([r for r, _d in rows], pa.int64())}
     described = []
     for key in keys:
-        column = _encode_column(key, [data.get(key, ABSENT) for _r, data in rows], related)
+        if complete:
+            raw = list(map(itemgetter(key), datas))
+        else:
+            raw = [data.get(key, ABSENT) for data in datas]
+        column = _encode_column(key, raw, related, complete)
         try:
             arrays[key] = pa.array(column.values, column.arrow_type)
         except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
@@ -180,16 +188,19 @@ def encode(plan: Plan, rows: list[tuple[int, dict[str, Any]]]) -> bytes:
     meta = {"version": FORMAT_VERSION, "model": plan.model._meta.label, "columns": described}
     table = pa.table(arrays).replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", use_dictionary=False)
     return sink.getvalue()
 
 
-def _encode_column(key: str, raw: list[Any], related: dict[str, RelatedCheck]) -> _Column:
-    has_absent = any(v is ABSENT for v in raw)
+def _encode_column(
+    key: str, raw: list[Any], related: dict[str, RelatedCheck], complete: bool
+) -> _Column:
+    """``complete``: no row lacks the key, so ``raw`` holds no ``ABSENT``."""
+    has_absent = not complete and any(v is ABSENT for v in raw)
     has_none = any(v is None for v in raw)
     nulls = "mask" if has_absent and has_none else "absent" if has_absent else "none"
     mask = [v is ABSENT for v in raw] if nulls == "mask" else None
-    present = [None if v is ABSENT else v for v in raw]
+    present = [None if v is ABSENT else v for v in raw] if has_absent else raw
     if key not in related:
         kind, values, arrow_type = _scalar(key, present)
         return _Column(key, kind, nulls, values, arrow_type, mask)
@@ -240,7 +251,8 @@ def _scalar(key: str, values: list[Any]) -> tuple[str, list[Any], Any]:
     """(kind, values to give pyarrow, arrow type) for one column of Python values."""
     import pyarrow as pa
 
-    types = {type(v) for v in values if v is not None}
+    types = set(map(type, values))
+    types.discard(type(None))
     if not types:
         return "plain", values, pa.null()
     if len(types) > 1:
@@ -300,25 +312,57 @@ def _same_shape(decoded: Any, value: Any) -> bool:
 # -- decoding --------------------------------------------------------------------------------------
 
 
-@dataclass
 class StoredRows:
-    """A chunk's validated rows as read back: row numbers and one list of values per key.
+    """A chunk's validated rows as read back: row numbers and, per key, its values.
 
-    Related keys hold the stored foreign-key value; :meth:`records` gives them under the
-    model field's ``attname`` (``partner_id``), so writing them needs no related object.
+    Columns are turned into Python values only when asked for (:meth:`column`, :meth:`records`);
+    :meth:`arrow_table` hands the writers the columns as read, for one COPY of the whole chunk.
+    Related keys hold the stored foreign-key value; :meth:`records` and :meth:`arrow_table` give
+    them under the model field's ``attname`` (``partner_id``), so writing them needs no related
+    object.
     """
 
-    row_numbers: list[int]
-    columns: dict[str, list[Any]]
-    attnames: dict[str, str] = field(default_factory=dict)
+    def __init__(
+        self, table: Any, described: list[dict[str, str]], attnames: dict[str, str]
+    ) -> None:
+        self.table = table
+        self.described = {d["key"]: d for d in described}
+        self.attnames = attnames
+        self.row_numbers: list[int] = table.column(ROW).to_pylist()
+        self._columns: dict[str, list[Any]] = {}
+        self.changed: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.row_numbers)
 
+    @property
+    def keys(self) -> list[str]:
+        return list(self.described)
+
+    def column(self, key: str) -> list[Any] | None:
+        """The Python values of ``key`` (``ABSENT`` where a row had no such key)."""
+        described = self.described.get(key)
+        if described is None:
+            return None
+        if key not in self._columns:
+            values = _decode_values(described["kind"], self.table.column(key).to_pylist())
+            mask = None
+            if described["nulls"] == "mask":
+                mask = self.table.column(ABSENT_PREFIX + key).to_pylist()
+            self._columns[key] = _restore_absent(values, described["nulls"], mask)
+        return self._columns[key]
+
+    def replace(self, key: str, index: int, value: Any) -> None:
+        """Put a new value in one row (a related value that now resolves elsewhere)."""
+        column = self.column(key)
+        assert column is not None
+        column[index] = value
+        self.changed.add(key)
+
     def records(self, skip: Iterable[int] = ()) -> list[tuple[int, dict[str, Any]]]:
         """``(row number, data)`` as the writers take them, leaving out rows in ``skip``."""
         skipped = set(skip)
-        names = [(self.attnames.get(k, k), v) for k, v in self.columns.items()]
+        names = [(self.attnames.get(k, k), self.column(k)) for k in self.described]
         out = []
         for i, row_number in enumerate(self.row_numbers):
             if row_number in skipped:
@@ -331,6 +375,22 @@ class StoredRows:
             out.append((row_number, data))
         return out
 
+    def arrow_table(self) -> tuple[Any, set[str]] | None:
+        """The columns as read, named by model attname, and the names of those whose nulls
+        stand for a key the row did not have; ``None`` when a value was replaced or a column
+        mixes both kinds of null (write :meth:`records` instead)."""
+        described = self.described.values()
+        if self.changed or any(d["nulls"] == "mask" or d["kind"] == "json" for d in described):
+            return None
+        keys = list(self.described)
+        names = [self.attnames.get(k, k) for k in keys]
+        absent = {
+            name
+            for key, name in zip(keys, names, strict=True)
+            if self.described[key]["nulls"] == "absent"
+        }
+        return self.table.select(keys).rename_columns(names), absent
+
 
 def decode(plan: Plan, data: bytes) -> StoredRows | None:
     """Read a file written by :func:`encode`; ``None`` if it was written for something else."""
@@ -341,20 +401,14 @@ def decode(plan: Plan, data: bytes) -> StoredRows | None:
     if meta.get("version") != FORMAT_VERSION or meta.get("model") != plan.model._meta.label:
         return None
     related = plan.related_keys
-    columns: dict[str, list[Any]] = {}
     attnames: dict[str, str] = {}
     for described in meta["columns"]:
         key, kind = described["key"], described["kind"]
-        values = _decode_values(kind, table.column(key).to_pylist())
-        mask = None
-        if described["nulls"] == "mask":
-            mask = table.column(ABSENT_PREFIX + key).to_pylist()
-        columns[key] = _restore_absent(values, described["nulls"], mask)
         if kind.startswith("related"):
             if key not in related:
                 return None
             attnames[key] = related[key].model_field.attname
-    return StoredRows(table.column(ROW).to_pylist(), columns, attnames)
+    return StoredRows(table, meta["columns"], attnames)
 
 
 def _decode_values(kind: str, values: list[Any]) -> list[Any]:
@@ -409,7 +463,7 @@ class Recheck:
         return sorted(found, key=lambda f: f.row_number)
 
     def _missing_related(self, check: RelatedCheck) -> list[Failure]:
-        values = self.rows.columns.get(check.key)
+        values = self.rows.column(check.key)
         if values is None:
             return []
         lookup = check.target.attname
@@ -425,11 +479,11 @@ class Recheck:
             except serializers.ValidationError as exc:
                 failures.extend(_failures(row_number, check.name, exc.detail))
                 continue
-            values[i] = None if found is None else getattr(found, lookup)
+            self.rows.replace(check.key, i, None if found is None else getattr(found, lookup))
         return failures
 
     def _taken(self, check: UniqueCheck) -> list[Failure]:
-        values = self.rows.columns.get(check.key)
+        values = self.rows.column(check.key)
         if values is None:
             return []
         present = [(i, v) for i, v in enumerate(values) if v is not None and v is not ABSENT]

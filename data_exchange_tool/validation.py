@@ -17,6 +17,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.validators import UniqueTogetherValidator, UniqueValidator
 
+from .chunks import ChunkRows
 from .exceptions import HeaderMismatch
 from .fastvalidation import compile_serializer
 from .options import ImporterOptions, normalise_header
@@ -125,6 +126,21 @@ class RowValidator:
                     valid.append((row_number, payload))
                 else:
                     self._record_errors(result, row_number, data, payload)
+        return result
+
+    def validate_chunk(self, rows: ChunkRows) -> ValidationResult:
+        """Validate a chunk's rows; column by column when the serializer allows it."""
+        plan = self.plan
+        if plan is None or not plan.column_wise or len(rows) > BATCH_ROWS or any(rows.extra_cells):
+            return self.validate(rows.records())
+        outcomes = plan.validate_columns(rows.columns, len(rows))
+        numbers = rows.row_numbers
+        result = ValidationResult(
+            valid=[(n, payload) for n, (ok, payload) in zip(numbers, outcomes, strict=True) if ok]
+        )
+        for i, (ok, payload) in enumerate(outcomes):
+            if not ok:
+                self._record_errors(result, numbers[i], rows.cells(i), payload)
         return result
 
     def _outcomes(self, batch: list[Record]) -> Iterator[tuple[int, dict[str, str], Outcome]]:

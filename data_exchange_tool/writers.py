@@ -10,17 +10,38 @@ holds the transaction; a database error names the row that caused it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import io
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
+from django.conf import settings
 from django.db import IntegrityError, connections, models, router, transaction
-from django.db.models import AutoField
+from django.db.models import NOT_PROVIDED, AutoField
 from rest_framework import serializers
 
 from .options import ImporterOptions
 
 BULK_BATCH_SIZE = 1000
+Records: TypeAlias = list[tuple[int, dict[str, Any]]]
+
+
+class ColumnRows(Protocol):
+    """Validated rows held as columns (the preview's stored rows)."""
+
+    def __len__(self) -> int: ...
+
+    def records(self) -> Records:
+        """``(row number, data)`` for every row."""
+        ...
+
+    def arrow_table(self) -> tuple[Any, set[str]] | None:
+        """A pyarrow table named by model attname and the columns whose nulls stand for a
+        value not given; or ``None``."""
+        ...
+
+
+Rows: TypeAlias = Records | ColumnRows
 
 
 @dataclass
@@ -43,18 +64,34 @@ def uses_bulk_path(serializer: serializers.BaseSerializer) -> bool:
 
 
 def write_rows(
-    importer: ImporterOptions,
-    serializer: serializers.BaseSerializer,
-    rows: list[tuple[int, dict[str, Any]]],
+    importer: ImporterOptions, serializer: serializers.BaseSerializer, rows: Rows
 ) -> int:
-    """Write ``(row number, validated data)`` rows; returns the number written."""
-    if not rows:
+    """Write validated rows (records, or columns); returns the number written."""
+    if not len(rows):
         return 0
-    if uses_bulk_path(serializer):
-        _bulk_write(importer, serializer.Meta.model, rows)  # type: ignore[attr-defined]
-    else:
-        _write_row_by_row(serializer, rows)
+    if not uses_bulk_path(serializer):
+        _write_row_by_row(serializer, _records(rows))
+        return len(rows)
+    model = serializer.Meta.model  # type: ignore[attr-defined]
+    if isinstance(rows, list) or importer.unique_fields or not _copy_columns(model, rows):
+        _bulk_write(importer, model, _records(rows))
     return len(rows)
+
+
+def _records(rows: Rows) -> Records:
+    return rows if isinstance(rows, list) else rows.records()
+
+
+def _copy_columns(model: type[models.Model], rows: ColumnRows) -> bool:
+    columns = rows.arrow_table()
+    if columns is None:
+        return False
+    try:
+        with transaction.atomic():
+            return copy_arrow(model, *columns)
+    except IntegrityError:
+        _blame_row(model, rows.records(), ())
+        raise
 
 
 def _bulk_write(
@@ -213,6 +250,146 @@ def _copy_column(field: models.Field, rows: list[dict[str, Any]], connection: An
         raise _NoCopy
     prep = field.get_db_prep_save
     return [prep(v, connection) for v in values]
+
+
+# -- COPY of an Arrow table -----------------------------------------------------------------------
+
+_TEXT_FIELDS = frozenset(
+    {models.CharField, models.TextField, models.SlugField, models.EmailField, models.URLField}
+)
+_INTEGER_FIELDS = frozenset(
+    {
+        models.IntegerField,
+        models.BigIntegerField,
+        models.SmallIntegerField,
+        models.PositiveIntegerField,
+        models.PositiveBigIntegerField,
+        models.PositiveSmallIntegerField,
+        models.AutoField,
+        models.BigAutoField,
+        models.SmallAutoField,
+    }
+)
+_RELATED_FIELDS = frozenset({models.ForeignKey, models.OneToOneField})
+
+
+def copy_arrow(model: type[models.Model], table: Any, absent: Collection[str] = ()) -> bool:
+    """Insert the rows of a pyarrow ``table`` with one ``COPY … (FORMAT csv)``; False if not.
+
+    Columns are named by field ``attname``. A field with no column, or a null in a column named
+    in ``absent``, takes the field's default, as ``bulk_create`` gives it (only a constant
+    default: a callable one needs Python per row). Every column must be of a type whose CSV
+    text PostgreSQL reads as the very value ``bulk_create`` would send: text, integers,
+    booleans, dates, UTC timestamps, UUIDs and decimals as their exact text (with no more
+    places than the column keeps). pyarrow writes the CSV: no Python object per value.
+    """
+    connection = connections[router.db_for_write(model)]
+    if not _can_copy(model, connection):
+        return False
+    fields = [f for f in model._meta.concrete_fields if not getattr(f, "generated", False)]
+    pk = model._meta.pk
+    if isinstance(pk, AutoField) and pk.attname not in table.column_names:
+        fields = [f for f in fields if f is not pk]
+    if set(table.column_names) - {f.attname for f in fields}:
+        return False
+    columns = [_column_for(f, table, f.attname in absent) for f in fields]
+    if any(c is None or not _sends_as_is(f, c) for f, c in zip(fields, columns, strict=True)):
+        return False
+    import pyarrow as pa
+
+    text = _csv_bytes(pa.table(columns, names=[f.attname for f in fields]))
+    name = connection.ops.quote_name(model._meta.db_table)
+    quoted = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(f"COPY {name} ({quoted}) FROM STDIN WITH (FORMAT csv)") as copy,
+    ):
+        copy.write(text)
+    return True
+
+
+def _column_for(field: models.Field, table: Any, absent: bool) -> Any | None:
+    """The field's values: its column, with defaults where values were not given."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if field.attname in table.column_names:
+        column = table.column(field.attname)
+        if not absent or not column.null_count:
+            return column
+    else:
+        column = None
+    default = _constant_default(field)
+    if default is _MISSING:
+        return None
+    try:
+        if column is None or column.null_count == len(column):
+            return pa.array([default] * table.num_rows)
+        return pc.fill_null(column, pa.scalar(default, column.type))
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+
+
+def _constant_default(field: models.Field) -> Any:
+    """What ``field.get_default()`` gives, when it is the same for every row; else ``_MISSING``."""
+    if getattr(field, "db_default", NOT_PROVIDED) is not NOT_PROVIDED:
+        return _MISSING
+    if field.has_default() and callable(field.default):
+        return _MISSING
+    return field.get_default()
+
+
+def _csv_bytes(table: Any) -> bytes:
+    """CSV without header; strings always quoted, so an unquoted empty field is NULL."""
+    import pyarrow.csv as pacsv
+
+    sink = io.BytesIO()
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+    pacsv.write_csv(table, sink, options)
+    return sink.getvalue()
+
+
+def _sends_as_is(field: models.Field, column: Any) -> bool:
+    """True when the column's CSV text is what ``field.get_db_prep_save`` would send."""
+    import pyarrow as pa
+
+    kind = column.type
+    if pa.types.is_null(kind):
+        return True
+    cls = type(field)
+    if cls in _RELATED_FIELDS:
+        return _sends_as_is(field.target_field, column)
+    if cls in _TEXT_FIELDS:
+        return pa.types.is_string(kind)
+    if cls in _INTEGER_FIELDS:
+        return pa.types.is_int64(kind)
+    if cls is models.BooleanField:
+        return pa.types.is_boolean(kind)
+    if cls is models.DateField:
+        return pa.types.is_date32(kind)
+    if cls is models.DateTimeField:
+        return settings.USE_TZ and pa.types.is_timestamp(kind) and kind.tz == "UTC"
+    if cls is models.UUIDField:
+        return pa.types.is_string(kind) and _all_match(column, _UUID_TEXT)
+    if cls is models.DecimalField:
+        return pa.types.is_string(kind) and _all_match(column, _decimal_text(field))
+    return False
+
+
+_UUID_TEXT = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def _decimal_text(field: models.DecimalField) -> str:
+    places = field.decimal_places or 0
+    return rf"^-?[0-9]+(\.[0-9]{{0,{places}}})?$" if places else r"^-?[0-9]+$"
+
+
+def _all_match(column: Any, pattern: str) -> bool:
+    import pyarrow.compute as pc
+
+    matched = pc.match_substring_regex(column, pattern)
+    return pc.all(pc.fill_null(matched, True)).as_py() is not False
 
 
 def _blame_row(

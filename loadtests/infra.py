@@ -317,11 +317,13 @@ class CpuUse:
     servers: float
     others: float
     cores: int
+    s3: float = 0.0
 
     def describe(self) -> str:
         capacity = self.wall * self.cores
         return (
-            f"benchmark processes {self.ours:.1f}, PostgreSQL + Redis {self.servers:.1f}, "
+            f"benchmark processes {self.ours:.1f} (the S3 endpoint {self.s3:.1f}), "
+            f"PostgreSQL + Redis {self.servers:.1f}, "
             f"other processes {self.others:.1f} core-s, of {capacity:.1f} "
             f"({self.cores} cores × {self.wall:.1f} s)"
         )
@@ -380,14 +382,23 @@ class CpuMeter:
             return t.user + t.system
         return 0.0
 
-    def _read(self) -> tuple[float, float, float, float]:
-        return time.monotonic(), self._busy(), self._ours(), self._servers()
+    def _s3(self) -> float:
+        """CPU of the S3 endpoint (``moto_server``), one of our children."""
+        total = 0.0
+        for proc in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if any("moto" in part for part in proc.cmdline()):
+                    total += self._own(proc)
+        return total
+
+    def _read(self) -> tuple[float, float, float, float, float]:
+        return time.monotonic(), self._busy(), self._ours(), self._servers(), self._s3()
 
     def stop(self) -> CpuUse:
         end = self._read()
-        wall, busy, ours, servers = (b - a for a, b in zip(self._start, end, strict=True))
+        wall, busy, ours, servers, s3 = (b - a for a, b in zip(self._start, end, strict=True))
         others = max(busy - ours - servers, 0.0)
-        return CpuUse(wall, ours, servers, others, psutil.cpu_count() or 1)
+        return CpuUse(wall, ours, servers, others, psutil.cpu_count() or 1, s3)
 
 
 # -- databases -------------------------------------------------------------------------------------

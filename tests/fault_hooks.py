@@ -74,6 +74,9 @@ class FaultHooks:
     def before_finalize(self, *, job_id: Any, phase: Any) -> None:
         self._fire("before_finalize", job_id, _phase(phase), None)
 
+    def after_chunk_stored(self, *, job_id: Any, chunk_index: int, phase: Any) -> None:
+        self._fire("after_chunk_stored", job_id, _phase(phase), chunk_index)
+
     def _fire(self, hook: str, job_id: Any, phase: str, chunk_index: int | None) -> None:
         conn = redis_client()
         raw = conn.get(fault_key(hook, phase, chunk_index, "plan"))

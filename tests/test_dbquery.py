@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, models
 
-from data_exchange_tool.dbquery import filtered_in
+from data_exchange_tool.dbquery import filtered_in, keeps_text
 from tests.testapp.models import Partner
 
 
@@ -43,3 +43,29 @@ def test_thousands_of_values_take_one_query_on_postgresql(partners, django_asser
     )
     with django_assert_num_queries(expected):
         assert len(found("code", values)) == 30
+
+
+class UpperCaseCode(models.CharField):
+    """A text field that prepares its values: its keys must go through it."""
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        return value.upper() if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize(
+    ("field", "as_is"),
+    [
+        (models.CharField(max_length=5), True),
+        (models.TextField(), True),
+        (models.EmailField(), True),
+        (models.SlugField(), True),
+        (UpperCaseCode(max_length=5), False),
+        (models.IntegerField(), False),
+        (models.UUIDField(), False),
+    ],
+)
+def test_text_keys_skip_preparation_only_where_it_changes_nothing(field, as_is):
+    assert keeps_text(field) is as_is
+    if as_is:
+        assert field.get_db_prep_value("Ab c", connection, prepared=False) == "Ab c"

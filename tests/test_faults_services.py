@@ -415,6 +415,249 @@ def test_an_expired_lock_lets_no_second_import_in_and_an_old_fence_writes_nothin
     assert_lock_free(b)
 
 
+# The preview's reducer sent by several chunks, and a split started over ------------------------
+
+
+def split_and_validate(content: bytes, importer: str = IMPORTER) -> ImportJob:
+    """A job split and validated through the services; with dispatch.send a Sent, the reducer
+    the last chunk sends is only recorded."""
+    job = services.create_job(importer, io.BytesIO(content), name="s.csv")
+    for chunk_id in preview_service.split_source(job.pk):
+        preview_service.validate_chunk(job.pk, chunk_id)
+    return job
+
+
+def with_repeated_keys() -> bytes:
+    """12 rows in chunks of 5; rows 14 and 15 repeat the key of row 3."""
+    lines = csv_bytes(12).decode().splitlines(keepends=True)
+    return "".join([*lines, lines[2], lines[2]]).encode()
+
+
+def assert_previewed_once_with_two_repeated_keys(job: ImportJob) -> None:
+    job.refresh_from_db()
+    assert (job.state, job.invalid_rows, job.valid_rows) == (JobState.PREVIEW_SUCCEEDED, 2, 12)
+    errors = job.row_errors.filter(code="duplicate_key")
+    assert sorted(errors.values_list("row_number", flat=True)) == [14, 15]
+    assert job.row_errors.count() == 2
+    assert job.events.filter(to_state=JobState.PREVIEW_SUCCEEDED).count() == 1
+
+
+@pytest.fixture
+def sent(settings, tmp_path, monkeypatch) -> Sent:
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.DATA_EXCHANGE_CHUNK_SIZE = 5
+    recorder = Sent()
+    monkeypatch.setattr(dispatch, "send", recorder)
+    Partner.objects.create(code="P1", name="P1")
+    return recorder
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_preview_reducer_run_twice_stores_repeated_keys_once(sent: Sent):
+    job = split_and_validate(with_repeated_keys(), importer=UPSERT)
+    assert sent.calls.count((dispatch.FINALIZE_PREVIEW, [str(job.pk)])) == 1
+    preview_service.finalize_preview(job.pk)
+    preview_service.finalize_preview(job.pk)
+    assert_previewed_once_with_two_repeated_keys(job)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_fault_recorded_for_good_sends_the_reducer_that_fails_the_preview(
+    sent: Sent, monkeypatch
+):
+    from data_exchange_tool.services import chunk_work
+    from workflows.tasks import validate_chunk
+
+    job = services.create_job(IMPORTER, io.BytesIO(csv_bytes(12)), name="s.csv")
+    chunk_ids = preview_service.split_source(job.pk)
+    for chunk_id in chunk_ids[:2]:
+        preview_service.validate_chunk(job.pk, chunk_id)
+    finalize = (dispatch.FINALIZE_PREVIEW, [str(job.pk)])
+    assert finalize not in sent.calls, "chunk 2 is not settled yet"
+
+    def unreadable(chunk: Any) -> Any:
+        raise ValueError("unreadable chunk")
+
+    monkeypatch.setattr(chunk_work, "load_rows", unreadable)
+    assert validate_chunk.apply(args=(str(job.pk), chunk_ids[2])).successful()
+    assert sent.calls.count(finalize) == 1
+    preview_service.finalize_preview(job.pk)
+    job.refresh_from_db()
+    assert (job.state, job.failure_kind) == (JobState.PREVIEW_FAILED, FailureKind.FAULT)
+    assert job.error_summary == (
+        "Chunk 2 (rows 12–13) could not be validated: ValueError: unreadable chunk"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reconcile_carries_a_preview_whose_messages_were_lost(sent: Sent):
+    def reconcile_now() -> dict[str, int]:
+        sent.calls.clear()
+        return reconcile.reconcile(send=sent, stale_after=0)
+
+    job = services.create_job(IMPORTER, io.BytesIO(csv_bytes(12)), name="s.csv")
+    preview_service.split_source(job.pk)
+    ImportJob.objects.filter(pk=job.pk).update(chunk_count=None)  # as if cut before its end
+    assert reconcile_now()["resent"] == 1
+    assert sent.calls == [(dispatch.RUN_PREVIEW, [str(job.pk)])]
+
+    chunk_ids = preview_service.split_source(job.pk)
+    preview_service.validate_chunk(job.pk, chunk_ids[0])
+    assert reconcile_now()["resent"] == 1
+    assert sent.calls == [(dispatch.VALIDATE_CHUNK, [str(job.pk), i]) for i in chunk_ids[1:]]
+
+    for chunk_id in chunk_ids[1:]:
+        preview_service.validate_chunk(job.pk, chunk_id)
+    assert reconcile_now()["finalised"] == 1, "the reducer the last chunk sent was lost"
+    job.refresh_from_db()
+    assert (job.state, job.valid_rows, job.invalid_rows) == (JobState.PREVIEW_SUCCEEDED, 12, 0)
+    assert job.events.filter(to_state=JobState.PREVIEW_SUCCEEDED).count() == 1
+    assert reconcile_now() == {"finalised": 0, "resent": 0, "failed": 0, "released": 0}
+
+
+class SlowReducer:
+    """Fault-hook object: the reducer, once it holds the job, waits a while before reducing."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.calls = 0
+
+    def before_finalize(self, *, job_id: Any, phase: Any) -> None:
+        self.calls += 1
+        self.entered.set()
+        time.sleep(0.5)
+
+
+SLOW_REDUCER = SlowReducer()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_preview_reducers_at_once_store_repeated_keys_once(sent: Sent, settings, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("two transactions at once on the job's row: PostgreSQL")
+    job = split_and_validate(with_repeated_keys(), importer=UPSERT)
+    hook = SlowReducer()
+    monkeypatch.setattr(f"{__name__}.SLOW_REDUCER", hook)
+    settings.DATA_EXCHANGE_FAULT_HOOKS = f"{__name__}.SLOW_REDUCER"
+    times: dict[str, float] = {}
+    errors: list[BaseException] = []
+
+    def reduce(name: str, after: threading.Event | None) -> None:
+        try:
+            if after is not None:
+                assert after.wait(timeout=10)
+            times[f"{name} start"] = time.monotonic()
+            preview_service.finalize_preview(job.pk)
+            times[f"{name} end"] = time.monotonic()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=reduce, args=("first", None)),
+               threading.Thread(target=reduce, args=("second", hook.entered))]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    assert hook.calls == 1, "the second reducer found the preview done"
+    assert times["second start"] < times["first end"], "the second started while the first ran"
+    assert times["second end"] - times["second start"] > 0.25, "it waited for the first"
+    assert_previewed_once_with_two_repeated_keys(job)
+
+
+def start_split_over(job: ImportJob) -> list[int]:
+    """What a split delivered again after being interrupted (before it stored the chunk count)
+    does: it deletes the chunks and splits again. Returns the new chunks' ids."""
+    ImportJob.objects.filter(pk=job.pk).update(chunk_count=None)
+    return preview_service.split_source(job.pk)
+
+
+def with_an_invalid_row() -> bytes:
+    """12 rows in chunks of 5; row 3 (chunk 0) has an invalid price."""
+    lines = csv_bytes(12).decode().splitlines(keepends=True)
+    lines[2] = lines[2].replace(",1.50,", ",abc,")
+    return "".join(lines).encode()
+
+
+def assert_untouched_by_stale_validations(job: ImportJob, fresh: list[int]) -> None:
+    """The new chunks wait for their own validation; nothing was stored for the old ones."""
+    assert sorted(job.chunks.values_list("pk", flat=True)) == sorted(fresh)
+    assert set(job.chunks.values_list("preview_state", "preview_attempts", "last_error")) == {
+        (ChunkState.PENDING, 0, "")
+    }
+    assert not job.row_errors.exists()
+    chunk_dir = Path(import_storage().storage.path(job.chunks.get(index=0).storage_key)).parent
+    assert sorted(p.name for p in chunk_dir.iterdir()) == [f"{i:06d}.parquet" for i in range(3)]
+
+
+def assert_preview_ends_with_the_invalid_row(job: ImportJob, fresh: list[int]) -> None:
+    for chunk_id in fresh:
+        preview_service.validate_chunk(job.pk, chunk_id)
+    preview_service.finalize_preview(job.pk)
+    job.refresh_from_db()
+    assert (job.state, job.valid_rows, job.invalid_rows) == (JobState.PREVIEW_SUCCEEDED, 11, 1)
+    assert list(job.row_errors.values_list("row_number", "column")) == [(3, "price")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_validating_a_chunk_deleted_by_a_split_started_over_does_nothing(sent: Sent):
+    from workflows.tasks import validate_chunk
+
+    job = services.create_job(IMPORTER, io.BytesIO(with_an_invalid_row()), name="s.csv")
+    stale = preview_service.split_source(job.pk)
+    fresh = start_split_over(job)
+    assert len(stale) == len(fresh) == 3 and not set(stale) & set(fresh)
+    for chunk_id in stale:
+        outcome = validate_chunk.apply(args=(str(job.pk), chunk_id))
+        assert outcome.successful() and outcome.result is None
+    assert_untouched_by_stale_validations(job, fresh)
+    assert_preview_ends_with_the_invalid_row(job, fresh)
+
+
+@pytest.mark.parametrize(
+    ("deleted", "index"),
+    [("while reading", 0), ("after validating", 0), ("after validating", 1)],
+    ids=["while reading", "after finding errors", "after validating"],
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_deleted_by_a_split_started_over_during_its_validation_stores_nothing(
+    sent: Sent, monkeypatch, deleted: str, index: int
+):
+    from data_exchange_tool.services import chunk_work
+    from workflows.tasks import validate_chunk
+
+    job = services.create_job(IMPORTER, io.BytesIO(with_an_invalid_row()), name="s.csv")
+    stale = preview_service.split_source(job.pk)
+    fresh: list[int] = []
+    runs: list[str] = []
+    if deleted == "while reading":
+
+        def step(chunk: Any) -> Any:
+            runs.append(deleted)
+            fresh.extend(start_split_over(job))
+            raise FileNotFoundError(chunk.storage_key)
+
+        monkeypatch.setattr(chunk_work, "load_rows", step)
+    else:
+        validate_rows = chunk_work.validate_rows
+
+        def step(*args: Any) -> Any:  # type: ignore[misc]
+            runs.append(deleted)
+            result = validate_rows(*args)
+            fresh.extend(start_split_over(job))
+            return result
+
+        monkeypatch.setattr(chunk_work, "validate_rows", step)
+    outcome = validate_chunk.apply(args=(str(job.pk), stale[index]))
+    monkeypatch.undo()
+    assert outcome.successful() and outcome.result is None
+    assert runs == [deleted], "the task was not retried"
+    assert_untouched_by_stale_validations(job, fresh)
+    assert_preview_ends_with_the_invalid_row(job, fresh)
+
+
 # Scenarios 4 and 5: Redis lost or paused during an import -------------------------------------
 
 

@@ -41,6 +41,7 @@ VISIBILITY = 5
 HOOKS_ENV = {"DATA_EXCHANGE_TEST_FAULT_HOOKS": HOOKS_PATH}
 SHORT_VISIBILITY_ENV = {**HOOKS_ENV, "DATA_EXCHANGE_TEST_VISIBILITY_TIMEOUT": str(VISIBILITY)}
 MARKED = "after_chunk_marked"
+STORED = "after_chunk_stored"
 BEFORE_COMMIT = "before_chunk_commit"
 IMPORT_CHUNK = "workflows.import_chunk"
 
@@ -167,6 +168,28 @@ def test_preview_survives_a_pool_process_killed_in_validate_chunk(
     runs = faults.starts("workflows.validate_chunk", job.pk, chunk_id(job, 2))
     assert len(runs) >= 2 and runs[0]["pid"] == killed != runs[-1]["pid"], runs
     assert JobEvent.objects.filter(job=job, to_state=JobState.PREVIEW_SUCCEEDED).count() == 1
+
+
+def test_preview_validates_chunks_while_the_split_is_still_running(
+    e2e: E2E, faults: FaultControl
+) -> None:
+    faults.plan(STORED, "preview", 5)
+    job = upload()
+    splitter = wait_fired(e2e, faults, STORED, 5)["pid"]
+
+    validated = ImportChunk.objects.filter(job=job, preview_state=ChunkState.DONE)
+    e2e.wait_for(lambda: validated.count() == 5, timeout=30, message="chunks 0-4 validated")
+    job.refresh_from_db()
+    assert (job.state, job.chunk_count) == (JobState.CREATED, None), "the split is still held"
+    assert ImportChunk.objects.filter(job=job).count() == 6
+    runs = [faults.starts("workflows.validate_chunk", job.pk, chunk_id(job, i)) for i in range(5)]
+    assert all(r and r[0]["pid"] != splitter for r in runs), runs
+    faults.release(STORED, "preview", 5)
+
+    job = wait_state(e2e, job, JobState.PREVIEW_SUCCEEDED)
+    assert (job.total_rows, job.valid_rows, job.invalid_rows, job.chunk_count) == (N, N, 0, 10)
+    assert JobEvent.objects.filter(job=job, to_state=JobState.PREVIEW_SUCCEEDED).count() == 1
+    assert faults.starts("workflows.finalize_preview", job.pk)
 
 
 # -- S1 ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ What a user sees: the job's state, counts and errors, and the rows in the target
 from __future__ import annotations
 
 import io
+import sys
 import threading
 from decimal import Decimal
 
@@ -15,9 +16,9 @@ from django.db import IntegrityError, close_old_connections, connection
 from data_exchange_tool import services
 from data_exchange_tool.exceptions import ImportLockHeld, TransitionRefused
 from data_exchange_tool.locks import ContentTypeLock
-from data_exchange_tool.models import ImportJob, JobEvent
+from data_exchange_tool.models import ImportChunk, ImportJob, JobEvent
 from data_exchange_tool.services import transitions
-from data_exchange_tool.states import JobState
+from data_exchange_tool.states import JobState, Phase
 from tests.testapp.models import StockRecord
 
 HEADER = "sku,name,price,quantity,warehouse,active,updated_at,partner\n"
@@ -328,3 +329,89 @@ def test_a_running_job_cannot_be_deleted(partners, run_on_commit):
     job.refresh_from_db()
     with pytest.raises(TransitionRefused, match="cannot be deleted"):
         services.delete_job(job)
+
+
+# -- the split and the validations overlap ----------------------------------------------------
+
+
+class LedgerWatch:
+    """Fault-hook object: each time the split stores a chunk or a chunk is validated, whether
+    the split had finished (the job's chunk count set) and how many chunks were stored."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, bool, int]] = []
+
+    def after_chunk_stored(self, *, job_id, chunk_index, phase) -> None:
+        self.events.append(("stored", chunk_index, *self._ledger(job_id)))
+
+    def after_chunk_marked(self, *, job_id, chunk_index, phase) -> None:
+        if phase == Phase.PREVIEW:
+            self.events.append(("validated", chunk_index, *self._ledger(job_id)))
+
+    def _ledger(self, job_id) -> tuple[bool, int]:
+        split_done = ImportJob.objects.get(pk=job_id).chunk_count is not None
+        return split_done, ImportChunk.objects.filter(job_id=job_id).count()
+
+
+WATCH = LedgerWatch()
+
+
+@pytest.fixture
+def ledger_watch(settings, monkeypatch) -> LedgerWatch:
+    """A fresh :class:`LedgerWatch`, loaded as the fault hooks."""
+    watch = LedgerWatch()
+    monkeypatch.setattr(sys.modules[__name__], "WATCH", watch)
+    settings.DATA_EXCHANGE_FAULT_HOOKS = f"{__name__}.WATCH"
+    return watch
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chunks_are_validated_while_the_file_is_still_being_split(partners, ledger_watch):
+    # committed at once, each chunk's validation runs (eagerly) as soon as the split stores it
+    job = upload(HEADER + csv_rows(20))
+    assert job.state == JobState.PREVIEW_SUCCEEDED
+    assert (job.total_rows, job.valid_rows, job.invalid_rows, job.chunk_count) == (20, 20, 0, 3)
+    assert ledger_watch.events == [
+        ("stored", 0, False, 1),
+        ("validated", 0, False, 1),
+        ("stored", 1, False, 2),
+        ("validated", 1, False, 2),
+        ("stored", 2, False, 3),
+        ("validated", 2, False, 3),
+    ]
+    assert JobEvent.objects.filter(job=job, to_state=JobState.PREVIEW_SUCCEEDED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_file_refused_midway_keeps_no_chunk_and_no_row_error(partners, ledger_watch):
+    bad_first_row = "SKU90001,Bad price,abc,1,W1,true,,P1\n"
+    unterminated = 'SKU90002,"Unterminated,1.00,1,W1,true,,P1\n'
+    job = upload(HEADER + bad_first_row + csv_rows(20) + unterminated + csv_rows(2, start=50))
+    assert job.state == JobState.PREVIEW_FAILED
+    assert "quote" in job.error_summary.lower()
+    validated = [e for e in ledger_watch.events if e[0] == "validated"]
+    assert validated[:1] == [("validated", 0, False, 1)], "chunk 0 was validated mid-split"
+    assert not job.chunks.exists()
+    assert not job.row_errors.exists(), "no error of a half-split file is shown"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_chunk_validation_is_sent_with_the_chunk_time_limits(partners, settings, monkeypatch):
+    from workflows import tasks
+
+    settings.DATA_EXCHANGE_CHUNK_TIME_LIMIT = 120
+    settings.DATA_EXCHANGE_PREVIEW_QUEUE = "preview_queue"
+    sent: list[dict] = []
+    monkeypatch.setattr(tasks.validate_chunk, "apply_async", lambda **kw: sent.append(kw))
+    job = upload(HEADER + csv_rows(20))
+    assert job.state == JobState.CREATED, "no chunk validated, so no reducer"
+    chunk_ids = list(job.chunks.order_by("index").values_list("id", flat=True))
+    assert sent == [
+        {
+            "args": [str(job.pk), chunk_id],
+            "queue": "preview_queue",
+            "soft_time_limit": 120,
+            "time_limit": 150,
+        }
+        for chunk_id in chunk_ids
+    ]

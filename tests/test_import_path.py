@@ -60,12 +60,16 @@ def _local_storage(settings, tmp_path):
     settings.DATA_EXCHANGE_CHUNK_SIZE = CHUNK_SIZE
 
 
-@pytest.fixture
-def revalidate(monkeypatch):
-    """Give the importer ``Meta.revalidate_on_import = True``."""
+def use_revalidation(monkeypatch) -> None:
     model, options = registry._importers[IMPORTER]
     changed = dataclasses.replace(options, revalidate_on_import=True)
     monkeypatch.setitem(registry._importers, IMPORTER, (model, changed))
+
+
+@pytest.fixture
+def revalidate(monkeypatch):
+    """Give the importer ``Meta.revalidate_on_import = True``."""
+    use_revalidation(monkeypatch)
 
 
 @pytest.fixture
@@ -99,6 +103,22 @@ def copies(monkeypatch) -> list[int]:
     return written
 
 
+@pytest.fixture
+def arrow_copies(monkeypatch) -> list[int]:
+    """Row counts of the chunks written with one COPY of their stored columns."""
+    written: list[int] = []
+    original = writers.copy_arrow
+
+    def spy(model, table, absent=()):
+        done = original(model, table, absent)
+        if done:
+            written.append(table.num_rows)
+        return done
+
+    monkeypatch.setattr(writers, "copy_arrow", spy)
+    return written
+
+
 def previewed(run_on_commit, text: str) -> ImportJob:
     job = run_on_commit(services.create_job, IMPORTER, io.BytesIO(text.encode()), name="s.csv")
     job.refresh_from_db()
@@ -125,25 +145,28 @@ def valid_file_exists(job: ImportJob) -> bool:
 
 
 @pytest.mark.django_db
-def test_validated_once_and_copied_equals_full_validation_and_bulk_create(
-    partners, run_on_commit, monkeypatch, copies, full_validations
+@pytest.mark.parametrize("path", ["stored columns", "validated again"])
+def test_copied_rows_equal_full_validation_and_bulk_create(
+    partners, run_on_commit, monkeypatch, copies, arrow_copies, full_validations, path
 ):
+    """COPY of the preview's stored columns (defaults filled in where cells were empty), and
+    COPY of rows validated again, write what the serializer and ``bulk_create`` write."""
     text = HEADER + "\n".join(AWKWARD_ROWS) + "\n"
+    if path == "validated again":
+        use_revalidation(monkeypatch)
     job = confirmed(run_on_commit, previewed(run_on_commit, text))
     assert job.state == JobState.IMPORT_SUCCEEDED, job.error_summary
-    assert full_validations == [], "the import trusted the rows validated at preview"
+    if path == "stored columns":
+        assert full_validations == [], "the import trusted the rows validated at preview"
     if connection.vendor == "postgresql":
-        assert copies == [7, 5], "both chunks were written with COPY"
+        used = arrow_copies if path == "stored columns" else copies
+        assert used == [7, 5], "both chunks were written with COPY"
     fast = table_rows()
 
     StockRecord.objects.all().delete()
-    model, options = registry._importers[IMPORTER]
-    monkeypatch.setitem(
-        registry._importers,
-        IMPORTER,
-        (model, dataclasses.replace(options, revalidate_on_import=True)),
-    )
+    use_revalidation(monkeypatch)
     monkeypatch.setattr(writers, "copy_insert", lambda model, objects: False)
+    monkeypatch.setattr(writers, "copy_arrow", lambda model, table, absent=(): False)
     job = confirmed(run_on_commit, previewed(run_on_commit, text))
     assert job.state == JobState.IMPORT_SUCCEEDED, job.error_summary
     assert table_rows() == fast
@@ -356,6 +379,90 @@ def test_chunk_that_dies_before_commit_leaves_nothing_and_is_written_once_on_ret
     assert importing.import_chunk(job.pk, chunk.pk, fence) == "written"
     assert importing.import_chunk(job.pk, chunk.pk, fence) == "already done"
     assert StockRecord.objects.count() == 7
+
+
+# every column given, so the import copies the stored columns as they are
+COMPLETE_ROWS = [
+    "C01,Plain,1234567890.99,0,W1,true,2024-03-10T01:30:00+05:30,P1",
+    'C02,"He said ""hi"", twice",0.01,1,"a,b",false,2024-01-02 03:04:05-08:00,P2',
+    'C03,"line one\nline two\r\nline three",-7,2,"back\\slash",1,2024-12-31T23:59:59.123456,P1',
+    "C04,\\N,10.5,3,\\.,0,2024-06-01T00:00:00Z,P2",
+    "C05,Müller – 日本語 🚀 ü,99.9,4,Zürich,yes,2024-02-29T12:00:00+00:00,P1",
+    'C06," leading and trailing ",3.30,5,"""",no,2024-01-01T00:00:00Z,P2',
+    "C07,NULL,0,6,,on,2024-01-01T00:00:00.000001Z,P1",
+    "C08,\\\\server\\share,1,7,W\tTab,off,2024-07-01T12:00:00-00:30,P2",
+]
+
+
+@pytest.mark.django_db
+def test_stored_columns_copied_as_they_are_equal_full_validation_and_bulk_create(
+    partners, run_on_commit, monkeypatch, arrow_copies, full_validations
+):
+    text = HEADER + "\n".join(COMPLETE_ROWS) + "\n"
+    job = confirmed(run_on_commit, previewed(run_on_commit, text))
+    assert job.state == JobState.IMPORT_SUCCEEDED, job.error_summary
+    assert full_validations == []
+    if connection.vendor == "postgresql":
+        assert arrow_copies == [7, 1], "both chunks were copied from their stored columns"
+    fast = table_rows()
+
+    StockRecord.objects.all().delete()
+    use_revalidation(monkeypatch)
+    monkeypatch.setattr(writers, "copy_insert", lambda model, objects: False)
+    monkeypatch.setattr(writers, "copy_arrow", lambda model, table, absent=(): False)
+    job = confirmed(run_on_commit, previewed(run_on_commit, text))
+    assert job.state == JobState.IMPORT_SUCCEEDED, job.error_summary
+    assert table_rows() == fast
+    by_sku = {row["sku"]: row for row in fast}
+    assert by_sku["C02"]["name"] == 'He said "hi", twice'
+    assert by_sku["C03"]["name"] == "line one\nline two\r\nline three"
+    assert by_sku["C03"]["price"] == Decimal("-7.00")
+    assert (by_sku["C04"]["name"], by_sku["C04"]["warehouse"]) == ("\\N", "\\.")
+    assert (by_sku["C06"]["name"], by_sku["C06"]["warehouse"]) == ("leading and trailing", '"')
+    assert (by_sku["C07"]["name"], by_sku["C07"]["warehouse"]) == ("NULL", "")
+    assert by_sku["C07"]["updated_at"] == dt.datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=dt.UTC)
+    assert by_sku["C08"]["updated_at"] == dt.datetime(2024, 7, 1, 12, 30, tzinfo=dt.UTC)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("prices", "copied"),
+    [(["1.00", "-2.5", "3"], True), (["1.005"], False), (["1E+2"], False)],
+)
+def test_decimal_text_is_copied_only_when_the_column_keeps_it_exactly(partners, prices, copied):
+    import pyarrow as pa
+
+    if connection.vendor != "postgresql":
+        pytest.skip("COPY is PostgreSQL's")
+    n = len(prices)
+    table = pa.table(
+        {
+            "sku": [f"D{i}" for i in range(n)],
+            "name": ["x"] * n,
+            "price": pa.array(prices, pa.string()),
+            "quantity": [1] * n,
+            "warehouse": [""] * n,
+            "active": [True] * n,
+            "updated_at": pa.array([None] * n, pa.timestamp("us", tz="UTC")),
+            "partner_id": [partners[0].pk] * n,
+        }
+    )
+    with transaction.atomic():
+        assert writers.copy_arrow(StockRecord, table) is copied
+    assert sorted(StockRecord.objects.values_list("price", flat=True)) == (
+        sorted(Decimal(p) for p in prices) if copied else []
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "copied"),
+    [(str(uuid.UUID(int=0xABC)), True), (str(uuid.UUID(int=0xABC)).upper(), False), ("5", False)],
+)
+def test_uuid_text_is_sent_as_is_only_in_its_canonical_form(text, copied):
+    import pyarrow as pa
+    from django.db import models
+
+    assert writers._sends_as_is(models.UUIDField(), pa.array([text, None])) is copied
 
 
 # -- the writer ------------------------------------------------------------------------------------

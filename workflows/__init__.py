@@ -1,1 +1,1 @@
-"""The Celery canvas of django-data-exchange-tool: named tasks, chords and their reducers."""
+"""The Celery canvas of django-data-exchange-tool: named tasks, the import chord, reducers."""

@@ -1,4 +1,9 @@
-"""The chords: one flat header task per chunk, and a reducer as body."""
+"""The import chord: one flat header task per chunk, and its reducer as body.
+
+The preview needs no chord: the split sends each chunk's validation as soon as the chunk is
+stored, and whichever of the split and the chunks settles the preview last sends
+``workflows.finalize_preview`` (see ``data_exchange_tool.services.preview``).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,7 @@ from celery import chord, signature
 from data_exchange_tool import dispatch
 from data_exchange_tool.conf import app_settings
 
-
-def _time_limits() -> dict[str, int]:
-    soft = int(app_settings.CHUNK_TIME_LIMIT)
-    return {"soft_time_limit": soft, "time_limit": soft + 30}
-
-
-def preview_chord(job_id: str, chunk_ids: list[int]) -> Any:
-    queue = app_settings.PREVIEW_QUEUE
-    header = [
-        signature(dispatch.VALIDATE_CHUNK, args=(job_id, cid), queue=queue, **_time_limits())
-        for cid in chunk_ids
-    ]
-    return chord(header, signature("workflows.finalize_preview", args=(job_id,), queue=queue))
+_time_limits = dispatch.chunk_time_limits
 
 
 def import_chord(job_id: str, fence: int, chunk_ids: list[int]) -> Any:

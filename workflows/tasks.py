@@ -1,9 +1,13 @@
 """The named Celery tasks. Each is thin: ids in, one call into the app's services.
 
 Tasks are late-acked and requeued if their worker process dies; every service they call is
-idempotent, so a task that runs twice (even at the same time) changes nothing more. Chunk tasks
-never fail the chord: a fault is retried, then recorded on the chunk, and the reducer (or the
-reconcile step, if the chord never fires) turns the ledger into the job's final state.
+idempotent, so a task that runs twice (even at the same time) changes nothing more. A chunk
+task never fails on a fault: it retries, then records the fault on the chunk, and the reducer
+(or the reconcile step, if the reducer never runs) turns the ledger into the job's final state.
+
+The preview has no chord: the split sends each chunk's validation as soon as the chunk is
+stored, and whichever of the split and the chunks settles the preview last sends
+``finalize_preview``. The import is a chord reduced by ``finalize_import``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def _drop_broken_connections() -> None:
 
 
 def _retry_or_record(task: Any, chunk_id: int, exc: Exception) -> None:
+    """Retry the task (raises) if the fault may pass; otherwise record it on the chunk."""
     _drop_broken_connections()
     if isinstance(exc, RETRYABLE) and task.request.retries < task.max_retries:
         raise task.retry(exc=exc, countdown=min(2**task.request.retries, 30))
@@ -49,34 +54,34 @@ def _retry_or_record(task: Any, chunk_id: int, exc: Exception) -> None:
 
 @shared_task(name="workflows.run_preview", **TASK_OPTIONS)
 def run_preview(self: Any, job_id: str) -> None:
-    """Split the source, then validate every chunk in a chord reduced by finalize_preview."""
+    """Split the source; the split sends each chunk's validation as soon as it is stored."""
     try:
-        chunk_ids = preview.split_source(job_id)
+        preview.split_source(job_id)
     except Exception as exc:
         _drop_broken_connections()
         if isinstance(exc, RETRYABLE) and self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
         logger.exception("The preview of job %s could not split its file", job_id)
-        preview.fail_preview(
+        preview.fail_split(
             job_id,
             f"The file could not be read: {type(exc).__name__}: {exc}",
             kind=FailureKind.FAULT,
         )
-        return
-    if chunk_ids:
-        canvas.preview_chord(job_id, chunk_ids).apply_async()
 
 
 @shared_task(name="workflows.validate_chunk", **TASK_OPTIONS)
 def validate_chunk(self: Any, job_id: str, chunk_id: int) -> None:
+    """Validate one chunk; the last chunk to settle sends finalize_preview."""
     try:
         preview.validate_chunk(job_id, chunk_id)
     except Exception as exc:
         _retry_or_record(self, chunk_id, exc)
+        preview.send_finalize_if_settled(job_id)  # the fault settled the chunk for good
 
 
 @shared_task(name="workflows.finalize_preview", **TASK_OPTIONS)
-def finalize_preview(self: Any, _results: Any, job_id: str) -> None:
+def finalize_preview(self: Any, job_id: str) -> None:
+    """Reduce the preview; a copy sent by another chunk finds it done and does nothing."""
     preview.finalize_preview(job_id)
 
 

@@ -8,6 +8,7 @@ rule is known into one predicate; a cell that fails it is re-validated by the re
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import re
 import uuid
@@ -100,6 +101,7 @@ def datetime_converter(field: f.DateTimeField) -> Converter | None:
         return None
     zone = field.timezone if hasattr(field, "timezone") else field.default_timezone()
     enforce = field.enforce_timezone
+    utc = always_utc(zone)
 
     def convert(raw: str) -> Any:
         try:
@@ -111,11 +113,23 @@ def datetime_converter(field: f.DateTimeField) -> Converter | None:
         try:
             if zone is not None and parsed.utcoffset() is not None:
                 return parsed.astimezone(zone)
+            if utc and parsed.tzinfo is None:
+                return parsed.replace(tzinfo=zone)  # make_aware; UTC has no gap or fold
             return enforce(parsed)
         except Exception:
             return MISS
 
     return convert
+
+
+UTC_KEYS = frozenset({"UTC", "Etc/UTC"})
+
+
+def always_utc(zone: Any) -> bool:
+    """True for a zone that is UTC at every instant (no gap, no fold, no offset)."""
+    if isinstance(zone, dt.timezone):
+        return zone.utcoffset(None) == dt.timedelta(0)
+    return getattr(zone, "key", None) in UTC_KEYS
 
 
 def decimal_converter(field: f.DecimalField) -> Converter | None:

@@ -20,7 +20,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.relations import PrimaryKeyRelatedField, SlugRelatedField
 from rest_framework.validators import UniqueValidator
 
-from ..dbquery import filtered_in
+from ..dbquery import filtered_in, keeps_text
 from .outcomes import MISS
 
 TRUSTED_VENDORS = frozenset({"postgresql", "sqlite"})
@@ -64,7 +64,12 @@ def prepared_keys(
     prep = model_field.get_prep_value
     low, high = _integer_range(queryset, model_field)
     keys: dict[Any, Any] = {}
+    text_as_is = keeps_text(model_field)
     for value in values:
+        if text_as_is and type(value) is str:
+            if "\x00" not in value:
+                keys[value] = value
+            continue
         try:
             key = prep(value)
             hash(key)

@@ -4,6 +4,7 @@ its validated rows for the import, and storing its errors."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import F
@@ -15,6 +16,7 @@ from ..models import ImportChunk, ImportJob, RowError
 from ..states import Phase
 from ..storage import import_storage
 from ..validation import CellError, RowValidator, ValidationResult
+from ..writers import Rows
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def validate_rows(job: ImportJob, rows: chunks.ChunkRows) -> ValidationResult:
         context={"import_job": job},
         max_errors=app_settings.MAX_ERRORS_PER_CHUNK,
     )
-    return validator.validate(rows.records())
+    return validator.validate_chunk(rows)
 
 
 def import_plan(job: ImportJob) -> validated.Plan | None:
@@ -76,22 +78,31 @@ def store_validated(
     import_storage().write_bytes(validated.valid_key(chunk.storage_key), data)
 
 
-def rows_for_import(job: ImportJob, chunk: ImportChunk) -> ValidationResult:
+@dataclass
+class ReadyRows:
+    """A chunk's rows ready to write (a list of records or the stored columns), or the errors
+    that stop it."""
+
+    rows: Rows = field(default_factory=list)
+    errors: list[CellError] = field(default_factory=list)
+
+
+def rows_for_import(job: ImportJob, chunk: ImportChunk) -> ReadyRows:
     """A chunk's rows ready to write: the preview's validated rows checked again against the
     database, or (when none were kept) the whole chunk validated again."""
     plan = import_plan(job)
     stored = _load_validated(plan, chunk) if plan is not None else None
     if plan is None or stored is None or len(stored) != chunk.row_count:
-        return validate_chunk_rows(job, chunk)
+        result = validate_chunk_rows(job, chunk)
+        return ReadyRows(result.valid, result.errors)
     cells = _CellText(chunk)
     failures = validated.Recheck(plan, stored, cells).failures()
     if not failures:
-        return ValidationResult(valid=stored.records())
-    return ValidationResult(
+        return ReadyRows(stored)
+    return ReadyRows(
         errors=[_cell_error(job, f, cells(f.name, f.row_number)) for f in failures][
             : app_settings.MAX_ERRORS_PER_CHUNK
         ],
-        invalid_rows=len({f.row_number for f in failures}),
     )
 
 

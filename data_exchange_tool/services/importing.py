@@ -22,7 +22,7 @@ from ..locks import ContentTypeLock
 from ..models import ImportChunk, ImportJob
 from ..states import ChunkState, FailureKind, JobState, Phase
 from ..validation import CellError
-from ..writers import RowWriteError, write_rows
+from ..writers import Rows, RowWriteError, write_rows
 from . import chunk_work, transitions
 
 logger = logging.getLogger(__name__)
@@ -54,12 +54,12 @@ def import_chunk(job_id: Any, chunk_id: int, fence: int) -> str:
         chunk_work.record_fault(chunk.pk, f"Gave up after {attempts - 1} attempts.")
         return "gave up"
     ContentTypeLock(job.content_type_id).renew(job.lock_token)
-    result = chunk_work.rows_for_import(job, chunk)
-    if result.errors:
-        _fail_chunk(job, chunk, result.errors)
+    ready = chunk_work.rows_for_import(job, chunk)
+    if ready.errors:
+        _fail_chunk(job, chunk, ready.errors)
         return "invalid rows"
     try:
-        written = _write(job, chunk, fence, result.valid)
+        written = _write(job, chunk, fence, ready.rows)
     except RowWriteError as exc:
         _fail_chunk(job, chunk, [CellError(exc.row_number, "", "", "database", exc.message)])
         return "database refused a row"
@@ -67,7 +67,7 @@ def import_chunk(job_id: Any, chunk_id: int, fence: int) -> str:
     return "written" if written else "already done"
 
 
-def _write(job: ImportJob, chunk: ImportChunk, fence: int, rows: list[tuple[int, dict]]) -> bool:
+def _write(job: ImportJob, chunk: ImportChunk, fence: int, rows: Rows) -> bool:
     serializer = job.importer_options.serializer_class(context={"import_job": job})
     with transaction.atomic():
         if not transitions.hold_for_chunk(job.pk, fence):

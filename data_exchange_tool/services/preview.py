@@ -1,6 +1,10 @@
 """The preview: split the source into chunks, validate every chunk, then reduce.
 
-Each step is idempotent: run twice (a redelivered task, a reconcile), it changes nothing more.
+The split stores one chunk at a time and sends its validation at once, so chunks are validated
+while the rest of the file is still being split. There is no chord: a barrier in the database
+(:func:`send_finalize_if_settled`) sends the reducer once the split is done and every chunk is
+settled. Each step is idempotent: run twice (a redelivered task, a reconcile, a reducer sent by
+two chunks), it changes nothing more.
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ import logging
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from .. import chunks, hooks
+from .. import chunks, dispatch, hooks
 from ..conf import app_settings
 from ..exceptions import FileRejected, SourceChanged
 from ..models import ImportChunk, ImportJob, RowError
@@ -27,10 +32,12 @@ HEAD_BYTES = 8192
 
 
 def split_source(job_id: Any) -> list[int]:
-    """Stream the source once into Parquet chunks and the chunk ledger.
+    """Stream the source once into Parquet chunks and the chunk ledger, sending each chunk's
+    validation as soon as the chunk is stored.
 
     Returns the ids of the chunks still to validate (none if the job is past its preview or the
-    file was refused, in which case the job is PREVIEW_FAILED with the reason).
+    file was refused, in which case the job is PREVIEW_FAILED with the reason). Run again after
+    the split finished, it sends the validation of those chunks again.
     """
     job = ImportJob.objects.get(pk=job_id)
     if job.state != JobState.CREATED:
@@ -39,13 +46,29 @@ def split_source(job_id: Any) -> list[int]:
         try:
             _split(job)
         except (FileRejected, SourceChanged) as exc:
-            fail_preview(job.pk, str(exc))
+            fail_split(job.pk, str(exc))
             return []
-    return list(
-        job.chunks.filter(preview_state=ChunkState.PENDING)
-        .order_by("index")
-        .values_list("id", flat=True)
-    )
+        pending = _pending_chunks(job)
+    else:  # a split delivered again after it finished: its sends may have been lost
+        pending = _pending_chunks(job)
+        for chunk_id in pending:
+            _send_validation(job.pk, chunk_id)
+    send_finalize_if_settled(job.pk)
+    return pending
+
+
+def _pending_chunks(job: ImportJob) -> list[int]:
+    pending = job.chunks.filter(preview_state=ChunkState.PENDING).order_by("index")
+    return list(pending.values_list("id", flat=True))
+
+
+def fail_split(job_id: Any, reason: str, *, kind: FailureKind = FailureKind.DATA) -> bool:
+    """End a preview whose split failed, and drop the chunks it had already stored (with the
+    row errors their validation found), as if none had been made."""
+    failed = fail_preview(job_id, reason, kind=kind)
+    if failed:
+        _discard_chunks(job_id)
+    return failed
 
 
 def read_options(job: ImportJob) -> ReadOptions:
@@ -68,7 +91,7 @@ def _open_source(job: ImportJob) -> Any:
 
 
 def _split(job: ImportJob) -> None:
-    job.chunks.all().delete()  # leftovers of an interrupted split
+    _discard_chunks(job.pk)  # leftovers of an interrupted split
     with _open_source(job) as stream:
         file_format = detect_format(job.original_name, stream.read(HEAD_BYTES))
     importer = job.importer_options
@@ -81,31 +104,42 @@ def _split(job: ImportJob) -> None:
         for row_number, cells in table.rows():
             builder.add(row_number, cells)
             if len(builder) >= chunk_size:
-                ledger.append(_write_chunk(job, len(ledger), builder))
+                ledger.append(_store_chunk(job, len(ledger), builder))
         if len(builder):
-            ledger.append(_write_chunk(job, len(ledger), builder))
+            ledger.append(_store_chunk(job, len(ledger), builder))
         detected = table.detected
     total = sum(c.row_count for c in ledger)
     if total == 0:
         raise FileRejected("The file has a header but no rows to import.")
+    ImportJob.objects.filter(pk=job.pk).update(
+        file_format=file_format,
+        header=list(column_map.values()),
+        column_map=column_map,
+        detected_delimiter=detected.get("delimiter", "")[:1],
+        chunk_count=len(ledger),
+        total_rows=total,
+        preview_started_at=timezone.now(),
+    )
+
+
+def _discard_chunks(job_id: Any) -> None:
+    """Delete a job's chunk ledger and the row errors on it.
+
+    The chunk rows are locked first, so a validation committing its result finishes before they
+    go (its errors go with them), and one that commits later finds no chunk to mark.
+    """
     with transaction.atomic():
-        ImportChunk.objects.bulk_create(ledger)
-        ImportJob.objects.filter(pk=job.pk).update(
-            file_format=file_format,
-            header=list(column_map.values()),
-            column_map=column_map,
-            detected_delimiter=detected.get("delimiter", "")[:1],
-            chunk_count=len(ledger),
-            total_rows=total,
-            preview_started_at=timezone.now(),
-        )
+        ledger = ImportChunk.objects.filter(job_id=job_id)
+        list(ledger.select_for_update().values_list("pk", flat=True))
+        ledger.delete()
 
 
-def _write_chunk(job: ImportJob, index: int, builder: chunks.ChunkBuilder) -> ImportChunk:
+def _store_chunk(job: ImportJob, index: int, builder: chunks.ChunkBuilder) -> ImportChunk:
+    """Store one chunk's rows and its ledger row, and send its validation."""
     storage = import_storage()
     key = storage.chunk_key(job.pk, index)
     storage.write_bytes(key, builder.encode())
-    chunk = ImportChunk(
+    chunk = ImportChunk.objects.create(
         job=job,
         index=index,
         first_row=builder.row_numbers[0],
@@ -113,20 +147,50 @@ def _write_chunk(job: ImportJob, index: int, builder: chunks.ChunkBuilder) -> Im
         storage_key=key,
     )
     builder.clear()
+    hooks.fire("after_chunk_stored", job_id=job.pk, chunk_index=index, phase=Phase.PREVIEW)
+    _send_validation(job.pk, chunk.pk)
     return chunk
 
 
+def _send_validation(job_id: Any, chunk_id: int) -> None:
+    dispatch.send_on_commit(
+        dispatch.VALIDATE_CHUNK, [str(job_id), chunk_id], app_settings.PREVIEW_QUEUE
+    )
+
+
 def validate_chunk(job_id: Any, chunk_id: int) -> None:
-    """Validate one chunk's rows and store its counts and row errors, once."""
-    chunk = ImportChunk.objects.select_related("job").get(pk=chunk_id)
-    job = chunk.job
-    if chunk.preview_state != ChunkState.PENDING or job.state != JobState.CREATED:
+    """Validate one chunk's rows and store its counts and row errors, once; then send the
+    reducer if the preview is settled.
+
+    A chunk that a restarted split deleted (before or during its validation) is skipped.
+    """
+    chunk = ImportChunk.objects.select_related("job").filter(pk=chunk_id).first()
+    if chunk is None or chunk.job.state != JobState.CREATED:
         return
+    if chunk.preview_state == ChunkState.PENDING:
+        try:
+            _validate(chunk)
+        except Exception:
+            if _exists(chunk):
+                raise
+            logger.info(
+                "Chunk %s of job %s was deleted while it was validated.", chunk.index, chunk.job_id
+            )
+            return
+    send_finalize_if_settled(chunk.job_id)
+
+
+def _exists(chunk: ImportChunk) -> bool:
+    return ImportChunk.objects.filter(pk=chunk.pk).exists()
+
+
+def _validate(chunk: ImportChunk) -> None:
+    job = chunk.job
     chunk_work.count_attempt(chunk, Phase.PREVIEW)
     rows = chunk_work.load_rows(chunk)
     result = chunk_work.validate_rows(job, rows)
     key_hashes = duplicates.chunk_key_hashes(job, rows, {row for row, _data in result.valid})
-    if not result.errors:
+    if not result.errors and _exists(chunk):  # a deleted chunk's key is its successor's
         chunk_work.store_validated(job, chunk, result.valid)
     with transaction.atomic():
         marked = ImportChunk.objects.filter(pk=chunk.pk, preview_state=ChunkState.PENDING).update(
@@ -138,19 +202,48 @@ def validate_chunk(job_id: Any, chunk_id: int) -> None:
             updated_at=timezone.now(),
         )
         if not marked:
-            return  # another copy of this task finished first
+            return  # another copy of this task finished first, or the chunk was deleted
         hooks.fire(
             "after_chunk_marked", job_id=job.pk, chunk_index=chunk.index, phase=Phase.PREVIEW
         )
         chunk_work.store_errors(job, chunk, Phase.PREVIEW, result.errors)
 
 
+def send_finalize_if_settled(job_id: Any) -> bool:
+    """Send ``finalize_preview`` (after commit) if the split is done and every chunk is settled:
+    validated, or still pending with its fault recorded for good. True if it sent.
+
+    Called after the split commits its chunk count and after a chunk's result or fault
+    commits. Whoever commits last sees everything settled, so at least one caller sends; when
+    several do, every copy of the reducer but the first does nothing.
+    """
+    unsettled = ImportChunk.objects.filter(
+        job=OuterRef("pk"), preview_state=ChunkState.PENDING, last_error=""
+    )
+    ready = ImportJob.objects.filter(
+        pk=job_id, state=JobState.CREATED, chunk_count__isnull=False
+    ).exclude(Exists(unsettled))
+    if not ready.exists():
+        return False
+    dispatch.send_on_commit(dispatch.FINALIZE_PREVIEW, [str(job_id)], app_settings.PREVIEW_QUEUE)
+    return True
+
+
 def finalize_preview(job_id: Any) -> None:
-    """Reduce the chunks' results into the job's counts, sample and preview state."""
-    job = ImportJob.objects.get(pk=job_id)
-    if job.state != JobState.CREATED or job.chunk_count is None:
-        return
-    hooks.fire("before_finalize", job_id=job.pk, phase=Phase.PREVIEW)
+    """Reduce the chunks' results into the job's counts, sample and preview state.
+
+    The job's row stays locked until the reduction commits, so a second copy running at the
+    same time waits, then finds the job no longer CREATED and does nothing.
+    """
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.state != JobState.CREATED or job.chunk_count is None:
+            return
+        hooks.fire("before_finalize", job_id=job.pk, phase=Phase.PREVIEW)
+        _reduce(job)
+
+
+def _reduce(job: ImportJob) -> None:
     ledger = list(job.chunks.defer("key_hashes").order_by("index"))
     pending = [c for c in ledger if c.preview_state != ChunkState.DONE]
     if pending:

@@ -1,10 +1,11 @@
 """Reconcile: finish, re-send or fail jobs that stopped making progress.
 
 The database is the source of truth. A job in CREATED or IMPORT_IN_PROGRESS whose last progress
-(a chunk marked, a state moved) is older than ``stale_after`` seconds had a task or a chord lost
-(a worker killed, Redis emptied, a dispatch that never left). For such a job this step:
+(a chunk stored or marked, a state moved) is older than ``stale_after`` seconds had a task lost
+(a worker killed, Redis emptied, a dispatch that never left), or the import chord's bookkeeping.
+For such a job this step:
 
-* finalises it if every chunk is done (the reducer never ran);
+* finalises it if every chunk is done (the reducer was never sent or never ran);
 * otherwise sends its missing work again (the split, or the pending chunks);
 * fails it with the reason once it has made no progress for ``DATA_EXCHANGE_GIVE_UP_AFTER``.
 
@@ -73,7 +74,8 @@ def _reconcile_preview(job: ImportJob, send: Sender, give_up: bool) -> str:
         preview.finalize_preview(job.pk)
         return "finalised"
     if give_up:
-        preview.fail_preview(job.pk, _gave_up_message(), kind=FailureKind.FAULT)
+        fail = preview.fail_split if job.chunk_count is None else preview.fail_preview
+        fail(job.pk, _gave_up_message(), kind=FailureKind.FAULT)
         return "failed"
     if job.chunk_count is None:
         send(dispatch.RUN_PREVIEW, [str(job.pk)], queue)
