@@ -144,6 +144,17 @@ def valid_file_exists(job: ImportJob) -> bool:
 # -- the same values as the bulk path --------------------------------------------------------------
 
 
+def written_by_bulk_create(run_on_commit, monkeypatch, text: str) -> list[dict[str, Any]]:
+    """The rows the serializer validates in full and ``bulk_create`` writes, on an empty table."""
+    StockRecord.objects.all().delete()
+    use_revalidation(monkeypatch)
+    monkeypatch.setattr(writers, "copy_insert", lambda model, objects: False)
+    monkeypatch.setattr(writers, "copy_arrow", lambda model, table, absent=(): False)
+    job = confirmed(run_on_commit, previewed(run_on_commit, text))
+    assert job.state == JobState.IMPORT_SUCCEEDED, job.error_summary
+    return table_rows()
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["stored columns", "validated again"])
 def test_copied_rows_equal_full_validation_and_bulk_create(
@@ -163,13 +174,7 @@ def test_copied_rows_equal_full_validation_and_bulk_create(
         assert used == [7, 5], "both chunks were written with COPY"
     fast = table_rows()
 
-    StockRecord.objects.all().delete()
-    use_revalidation(monkeypatch)
-    monkeypatch.setattr(writers, "copy_insert", lambda model, objects: False)
-    monkeypatch.setattr(writers, "copy_arrow", lambda model, table, absent=(): False)
-    job = confirmed(run_on_commit, previewed(run_on_commit, text))
-    assert job.state == JobState.IMPORT_SUCCEEDED, job.error_summary
-    assert table_rows() == fast
+    assert written_by_bulk_create(run_on_commit, monkeypatch, text) == fast
     assert len(fast) == len(AWKWARD_ROWS)
 
     by_sku = {row["sku"]: row for row in fast}
@@ -406,13 +411,7 @@ def test_stored_columns_copied_as_they_are_equal_full_validation_and_bulk_create
         assert arrow_copies == [7, 1], "both chunks were copied from their stored columns"
     fast = table_rows()
 
-    StockRecord.objects.all().delete()
-    use_revalidation(monkeypatch)
-    monkeypatch.setattr(writers, "copy_insert", lambda model, objects: False)
-    monkeypatch.setattr(writers, "copy_arrow", lambda model, table, absent=(): False)
-    job = confirmed(run_on_commit, previewed(run_on_commit, text))
-    assert job.state == JobState.IMPORT_SUCCEEDED, job.error_summary
-    assert table_rows() == fast
+    assert written_by_bulk_create(run_on_commit, monkeypatch, text) == fast
     by_sku = {row["sku"]: row for row in fast}
     assert by_sku["C02"]["name"] == 'He said "hi", twice'
     assert by_sku["C03"]["name"] == "line one\nline two\r\nline three"

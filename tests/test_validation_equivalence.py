@@ -104,31 +104,21 @@ def file_cells(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
 def assert_same(serializer_class: type, rows: list[dict[str, Any]]) -> None:
     """Same outcome for every row, row by row and (for rows a file can hold) column-wise;
     where DRF crashes on a row, the chunk crashes alike."""
-    assert_same_by_row(serializer_class, rows)
-    if not column_wise(serializer_class):
-        return
-    cells = file_cells(rows)
-    try:
-        expected = drf_per_row(serializer_class, cells)
-    except Crash as crash:
-        with pytest.raises(crash.args[0]):
-            compiled_columns(serializer_class, cells)
-        return
-    got = compiled_columns(serializer_class, cells)
-    for row, want, have in zip(cells, expected, got, strict=True):
-        assert have == want, f"row {row!r} (column-wise)"
+    matches_drf(serializer_class, rows, compiled, "")
+    if column_wise(serializer_class):
+        matches_drf(serializer_class, file_cells(rows), compiled_columns, " (column-wise)")
 
 
-def assert_same_by_row(serializer_class: type, rows: list[dict[str, Any]]) -> None:
+def matches_drf(serializer_class: type, rows: list[dict[str, Any]], path: Any, label: str) -> None:
     try:
         expected = drf_per_row(serializer_class, rows)
     except Crash as crash:
         with pytest.raises(crash.args[0]):
-            compiled(serializer_class, rows)
+            path(serializer_class, rows)
         return
-    got = compiled(serializer_class, rows)
+    got = path(serializer_class, rows)
     for row, want, have in zip(rows, expected, got, strict=True):
-        assert have == want, f"row {row!r}"
+        assert have == want, f"row {row!r}{label}"
 
 
 # -- hostile cells ------------------------------------------------------------------------------
