@@ -1,88 +1,33 @@
-"""What the benchmark starts and watches: moto_server, one Celery worker, RSS samplers.
+"""What the benchmark starts and watches: the S3 endpoint's and worker's environment, RSS
+samplers, CPU meters, the database and Redis.
 
-Every process is started in its own session on loopback and stopped by its process group id;
-a process started here also gets SIGTERM if the runner dies.
+moto_server and the Celery worker are started by the test suite's own helpers
+(``tests.fixtures``): each in its own session on loopback, stopped by its process group id, and
+signalled if the runner dies.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psutil
+
+from tests.fixtures import S3Endpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 QUEUE = "data_exchange_shared_queue"
 S3_BUCKET = "bench"
-_PR_SET_PDEATHSIG = 1
 
 
-# -- processes -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def spawn(argv: Sequence[str], *, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a new session (its own process group), output to ``log``."""
-    return subprocess.Popen(
-        list(argv),
-        env=env,
-        cwd=REPO_ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
-
-
-def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """SIGTERM the process group of ``proc`` (which it leads), SIGKILL after ``timeout``."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # pool children left behind by the leader
-
-
-def tail(path: Path, lines: int = 40, since: int = 0) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(since)
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+# -- child processes -------------------------------------------------------------------------------
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -98,122 +43,10 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 # -- the S3 endpoint -------------------------------------------------------------------------------
 
 
-class MotoServer:
-    """``moto_server`` on a free loopback port, with the benchmark's bucket."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> None:
-        command = Path(sys.executable).parent / "moto_server"
-        argv = [str(command), "-H", "127.0.0.1", "-p", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.proc = spawn(argv, env=child_env({}), log=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if _answers(self.url + "/"):
-                self._create_bucket()
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"moto_server did not answer on {self.url}:\n{tail(self.log_path)}")
-
-    def _create_bucket(self) -> None:
-        import boto3
-
-        client = boto3.client(
-            "s3",
-            endpoint_url=self.url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket=S3_BUCKET)
-
-    def env(self) -> dict[str, str]:
-        return {
-            "DXT_BENCH_S3_ENDPOINT": self.url,
-            "DXT_BENCH_S3_BUCKET": S3_BUCKET,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_group(self.proc, timeout=5)
-            self.proc = None
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-
-
-# -- the Celery worker -----------------------------------------------------------------------------
-
-
-class Worker:
-    """One ``celery worker`` with a prefork pool of ``concurrency`` processes."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 2) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.concurrency = concurrency
-        self.nodename = f"bench-{uuid.uuid4().hex[:8]}@127.0.0.1"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def argv(self) -> list[str]:
-        return [
-            sys.executable, "-m", "celery", "-A", "loadtests.celery_app", "worker",
-            "-P", "prefork", "-c", str(self.concurrency), "--prefetch-multiplier=1",
-            "-Q", QUEUE, "-n", self.nodename, "-l", "warning",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ]  # fmt: skip
-
-    def start(self, app: Any, timeout: float = 60.0) -> None:
-        with self.log_path.open("ab") as log:
-            log.write(f"\n==== start {time.strftime('%H:%M:%S')} ====\n".encode())
-            log.flush()
-            self.proc = spawn(self.argv(), env=self.env, log=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            replies = app.control.ping(destination=[self.nodename], timeout=1.0) or []
-            if any(self.nodename in r for r in replies) and len(self.children()) >= 1:
-                return
-        raise RuntimeError(f"the celery worker did not start:\n{tail(self.log_path)}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def children(self) -> list[psutil.Process]:
-        if not self.alive():
-            return []
-        with contextlib.suppress(psutil.NoSuchProcess):
-            return psutil.Process(self.pid).children()
-        return []
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_group(self.proc, timeout=20)
-            self.proc = None
+def s3_env(endpoint: S3Endpoint) -> dict[str, str]:
+    """What the bench settings and the AWS SDKs read to use ``endpoint``."""
+    env = {k: v for k, v in endpoint.env().items() if k.startswith("AWS_")}
+    return {**env, "DXT_BENCH_S3_ENDPOINT": endpoint.url, "DXT_BENCH_S3_BUCKET": endpoint.bucket}
 
 
 # -- memory ----------------------------------------------------------------------------------------

@@ -26,17 +26,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures import S3Endpoint, WorkerProcess
+from tests.fixtures.processes import tail
+
 from . import generate, profiling
 from .infra import (
     DATA_DIR,
+    QUEUE,
+    S3_BUCKET,
     CpuMeter,
-    MotoServer,
     RedisWitness,
     RssSampler,
-    Worker,
     child_env,
     flush_redis,
-    tail,
+    s3_env,
 )
 from .report import COPY, IMPORT_EXPORT, MB, OURS, Check, Measure, Report, Target
 
@@ -188,7 +191,7 @@ def wait_while(job_id: Any, running: set[str], phase: str, scope: Watch) -> None
     progress: tuple[Any, ...] = ()
     while job_state(job_id) in running:
         now = time.monotonic()
-        if not worker.alive():
+        if not worker.is_alive():
             raise BenchFailure(f"{phase}: the celery worker exited.\n{tail(worker.log_path)}")
         if now - start > opts.timeout:
             raise _stuck(
@@ -226,7 +229,7 @@ def _stuck(
 class Watch:
     """What a pipeline phase is watched with."""
 
-    worker: Worker
+    worker: WorkerProcess
     sampler: RssSampler
     opts: Options
     report: Report
@@ -592,18 +595,25 @@ def run(opts: Options) -> Report:
         }
     )  # fmt: skip
     report.notes.append(f"file ready in {time.perf_counter() - generated:.1f} s: {path}")
-    moto = MotoServer(DATA_DIR / "moto.log")
-    worker: Worker | None = None
+    moto = S3Endpoint(DATA_DIR / "moto.log", bucket=S3_BUCKET)
+    worker: WorkerProcess | None = None
     try:
         moto.start()
-        env = {**moto.env(), "DXT_BENCH_CHUNK_SIZE": str(opts.chunk_size)}
+        env = {**s3_env(moto), "DXT_BENCH_CHUNK_SIZE": str(opts.chunk_size)}
         app = setup_django(env)
         from django.conf import settings
 
         prepare_database()
         report.context["versions"] = versions()
-        worker = Worker(child_env(env), DATA_DIR / "worker.log")
-        worker.start(app)
+        worker = WorkerProcess(
+            app,
+            child_env(env),
+            DATA_DIR / "worker.log",
+            queues=[QUEUE],
+            app_module="loadtests.celery_app",
+            loglevel="warning",
+        )
+        worker.start()
         witness = RedisWitness(settings.REDIS_URL)
         try:
             with RssSampler(worker.pid) as sampler:
