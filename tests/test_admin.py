@@ -18,8 +18,6 @@ from typing import Any
 import pytest
 from django.contrib.admin import AdminSite
 from django.contrib.admin.templatetags.admin_list import result_headers
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpResponse
@@ -31,6 +29,7 @@ from data_exchange_tool.admin import GenericImporterModelAdmin
 from data_exchange_tool.locks import ContentTypeLock
 from data_exchange_tool.models import ImportJob
 from data_exchange_tool.states import FailureKind, JobState, Phase
+from tests.fixtures.users import logged_in_staff
 from tests.testapp.admin import StockRecordNewImporterAdmin
 from tests.testapp.models import Partner, StockRecord, StockRecordImportJob
 
@@ -213,15 +212,7 @@ def staff_client() -> Callable[..., Client]:
     def make(*perms: str) -> Client:
         nonlocal made
         made += 1
-        user = get_user_model().objects.create_user(f"staff{made}", is_staff=True)
-        for perm in perms:
-            app_label, codename = perm.split(".")
-            user.user_permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
-        client = Client()
-        client.force_login(user)
-        return client
+        return logged_in_staff(f"staff{made}", *perms)
 
     return make
 

@@ -12,8 +12,6 @@ import zipfile
 from collections.abc import Iterator
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.http import HttpResponse
 from django.test import Client
@@ -25,6 +23,7 @@ from data_exchange_tool.models import ImportJob
 from data_exchange_tool.states import FailureKind, JobState
 from data_exchange_tool.storage import import_storage
 from tests.fixtures import E2E
+from tests.fixtures.users import logged_in_staff
 from tests.testapp.models import Partner, StockRecord
 
 IMPORTER = "testapp.StockRecordImportJob"
@@ -189,18 +188,6 @@ UPSERT_PROXY = "testapp_stockrecordupsertimportjob"
 SECRET = "SECRETNAME"
 
 
-def staff(username: str, *perms: str) -> Client:
-    user = get_user_model().objects.create_user(username, password="pw", is_staff=True)
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture
 def job(partners, settings, tmp_path, django_capture_on_commit_callbacks) -> Iterator[ImportJob]:
     """A previewed job with rows and row errors, made by the importer."""
@@ -295,7 +282,7 @@ OUTSIDERS: dict[str, tuple[str, ...]] = {
 @pytest.mark.parametrize("who", list(OUTSIDERS))
 @pytest.mark.django_db
 def test_a_user_without_the_importers_permission_cannot_read_or_start(job, who):
-    client = staff("outsider", *OUTSIDERS[who])
+    client = logged_in_staff("outsider", *OUTSIDERS[who])
     assert_cannot_read(client, job)
     assert_cannot_start(client, job)
 
@@ -309,7 +296,7 @@ def test_an_anonymous_user_is_sent_to_the_login(job):
 
 @pytest.mark.django_db
 def test_viewing_a_job_does_not_allow_starting_it(job):
-    viewer = staff("viewer", "testapp.view_stockrecordimportjob")
+    viewer = logged_in_staff("viewer", "testapp.view_stockrecordimportjob")
     page = viewer.get(reverse(f"admin:{PROXY}_change", args=(job.pk,)))
     assert page.status_code == 200 and SECRET.encode() in page.content, "control: it shows"
     assert_cannot_start(viewer, job)
@@ -321,7 +308,7 @@ def test_a_failed_job_cannot_be_resumed_without_the_permission(job):
         state=JobState.IMPORT_FAILED, failure_kind=FailureKind.FAULT, fence=1
     )
     job.refresh_from_db()
-    viewer = staff(
+    viewer = logged_in_staff(
         "viewer",
         "testapp.view_stockrecordimportjob",
         "testapp.change_stockrecordupsertimportjob",
@@ -333,7 +320,7 @@ def test_a_failed_job_cannot_be_resumed_without_the_permission(job):
 @pytest.mark.django_db
 def test_the_importer_can_read_and_confirm(job, django_capture_on_commit_callbacks):
     """The control: the same URLs work for the user who holds the importer's permissions."""
-    importer = staff(
+    importer = logged_in_staff(
         "importer",
         "testapp.view_stockrecordimportjob",
         "testapp.change_stockrecordimportjob",
