@@ -303,6 +303,19 @@ def content_types_with_strings(base: bytes) -> Callable[[zipfile.ZipFile, str], 
     return bytes_member(xml.replace(b"</Types>", SHARED_STRINGS_TYPE))
 
 
+def with_shared_strings(strings: Callable[[zipfile.ZipFile, str], None], path: Path) -> bytes:
+    """A one-cell workbook whose shared-strings part is written by ``strings``."""
+    base = workbook([["sku"], ["A"]])
+    return replace_members(
+        base,
+        {
+            "xl/sharedStrings.xml": strings,
+            "[Content_Types].xml": content_types_with_strings(base),
+        },
+        path,
+    )
+
+
 def zip_bomb(path: Path) -> bytes:
     """A workbook whose sheet declares 1 GiB of rows, compressed about 1000:1."""
     base = workbook([["sku"], ["A"]])
@@ -328,15 +341,7 @@ def billion_laughs(path: Path) -> bytes:
     )
     strings = b'<?xml version="1.0"?><!DOCTYPE lolz [' + entities + b"]>" + SST
     strings += b"<si><t>&lol9;</t></si></sst>"
-    base = workbook([["sku"], ["A"]])
-    return replace_members(
-        base,
-        {
-            "xl/sharedStrings.xml": bytes_member(strings),
-            "[Content_Types].xml": content_types_with_strings(base),
-        },
-        path,
-    )
+    return with_shared_strings(bytes_member(strings), path)
 
 
 def external_entity(path: Path) -> bytes:
@@ -345,20 +350,11 @@ def external_entity(path: Path) -> bytes:
         + SST
         + b"<si><t>&xxe;</t></si></sst>"
     )
-    base = workbook([["sku"], ["A"]])
-    return replace_members(
-        base,
-        {
-            "xl/sharedStrings.xml": bytes_member(strings),
-            "[Content_Types].xml": content_types_with_strings(base),
-        },
-        path,
-    )
+    return with_shared_strings(bytes_member(strings), path)
 
 
 def huge_shared_strings(path: Path) -> bytes:
     """About 370 MB of distinct shared strings: past the 256 MiB limit, compressed ~10:1."""
-    base = workbook([["sku"], ["A"]])
 
     def strings(target: zipfile.ZipFile, name: str) -> None:
         with target.open(name, "w", force_zip64=True) as member:
@@ -374,14 +370,7 @@ def huge_shared_strings(path: Path) -> bytes:
                 )
             member.write(b"</sst>")
 
-    return replace_members(
-        base,
-        {
-            "xl/sharedStrings.xml": strings,
-            "[Content_Types].xml": content_types_with_strings(base),
-        },
-        path,
-    )
+    return with_shared_strings(strings, path)
 
 
 def absurd_dimension(path: Path) -> bytes:
