@@ -11,7 +11,8 @@ holds the transaction; a database error names the row that caused it.
 from __future__ import annotations
 
 import io
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
@@ -176,17 +177,37 @@ def copy_insert(model: type[models.Model], rows: list[dict[str, Any]]) -> bool:
         fields, values = _copy_rows(model, rows, connection)
     except _NoCopy:
         return False
-    table = connection.ops.quote_name(model._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    statement = f"COPY {table} ({columns}) FROM STDIN"
-    with (
-        connection.cursor() as cursor,
-        connection.wrap_database_errors,
-        cursor.cursor.copy(statement) as copy,
-    ):
+    with _copy(connection, model, fields) as copy:
         for row in values:
             copy.write_row(row)
     return True
+
+
+@contextmanager
+def _copy(
+    connection: Any, model: type[models.Model], fields: list[models.Field], options: str = ""
+) -> Iterator[Any]:
+    """psycopg's ``Copy`` of ``COPY <table> (<fields>) FROM STDIN <options>``."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN {options}".rstrip()) as copy,
+    ):
+        yield copy
+
+
+def _copied_fields(model: type[models.Model], pk_given: bool) -> list[models.Field]:
+    """The fields a COPY fills: every concrete one but generated fields, and an auto primary
+    key only when the rows give it."""
+    pk = model._meta.pk
+    return [
+        f
+        for f in model._meta.concrete_fields
+        if not getattr(f, "generated", False)
+        and (pk_given or f is not pk or not isinstance(pk, AutoField))
+    ]
 
 
 def _can_copy(model: type[models.Model], connection: Any) -> bool:
@@ -221,13 +242,10 @@ def _copy_rows(
 ) -> tuple[list[models.Field], Iterable[tuple[Any, ...]]]:
     """The columns and, per row, the values ``bulk_create`` would insert."""
     pk = model._meta.pk
-    fields = [f for f in model._meta.concrete_fields if not getattr(f, "generated", False)]
-    if isinstance(pk, AutoField):
-        given = {_given(row, pk) is not _MISSING for row in rows}
-        if given == {True, False}:
-            raise _NoCopy
-        if given == {False}:
-            fields = [f for f in fields if f is not pk]
+    given = {_given(row, pk) is not _MISSING for row in rows}
+    if isinstance(pk, AutoField) and given == {True, False}:
+        raise _NoCopy
+    fields = _copied_fields(model, pk_given=given != {False})
     columns = [_copy_column(f, rows, connection) for f in fields]
     return fields, zip(*columns, strict=True)
 
@@ -286,10 +304,7 @@ def copy_arrow(model: type[models.Model], table: Any, absent: Collection[str] = 
     connection = connections[router.db_for_write(model)]
     if not _can_copy(model, connection):
         return False
-    fields = [f for f in model._meta.concrete_fields if not getattr(f, "generated", False)]
-    pk = model._meta.pk
-    if isinstance(pk, AutoField) and pk.attname not in table.column_names:
-        fields = [f for f in fields if f is not pk]
+    fields = _copied_fields(model, pk_given=model._meta.pk.attname in table.column_names)
     if set(table.column_names) - {f.attname for f in fields}:
         return False
     columns = [_column_for(f, table, f.attname in absent) for f in fields]
@@ -298,13 +313,7 @@ def copy_arrow(model: type[models.Model], table: Any, absent: Collection[str] = 
     import pyarrow as pa
 
     text = _csv_bytes(pa.table(columns, names=[f.attname for f in fields]))
-    name = connection.ops.quote_name(model._meta.db_table)
-    quoted = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    with (
-        connection.cursor() as cursor,
-        connection.wrap_database_errors,
-        cursor.cursor.copy(f"COPY {name} ({quoted}) FROM STDIN WITH (FORMAT csv)") as copy,
-    ):
+    with _copy(connection, model, fields, "WITH (FORMAT csv)") as copy:
         copy.write(text)
     return True
 
