@@ -335,10 +335,6 @@ class StoredRows:
     def __len__(self) -> int:
         return len(self.row_numbers)
 
-    @property
-    def keys(self) -> list[str]:
-        return list(self.described)
-
     def column(self, key: str) -> list[Any] | None:
         """The Python values of ``key`` (``ABSENT`` where a row had no such key)."""
         described = self.described.get(key)
