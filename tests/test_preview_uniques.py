@@ -142,3 +142,33 @@ def test_rows_whose_keys_only_share_a_hash_are_no_error(run_on_commit, monkeypat
     job = preview(run_on_commit, HEADER + members(10), ROWS)
     assert job.state == JobState.PREVIEW_SUCCEEDED
     assert (job.invalid_rows, job.row_errors.count()) == (0, 0)
+
+
+STOCK_HEADER = "sku,name,price,quantity,warehouse,active,updated_at,partner\n"
+
+
+def stock_row(i: int, sku: str | None = None) -> str:
+    return f"{sku or f'SKU{i:05d}'},Item {i},1.50,3,W1,true,,P1\n"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chunks_validated_before_the_split_ends_keep_their_keys(partners):
+    """Committed at once, each chunk is validated as soon as the split stores it, before the
+    job knows its columns: its keys are checked all the same."""
+    rows = [stock_row(i) for i in range(20)]
+    rows[5] = stock_row(5, sku="SKU00001")  # file row 7, in the first chunk
+    rows[9] = stock_row(9, sku="SKU00002")  # file row 11, in the second chunk
+    job = services.create_job(
+        "testapp.StockRecordImportJob",
+        io.BytesIO((STOCK_HEADER + "".join(rows)).encode()),
+        name="stock.csv",
+    )
+    job.refresh_from_db()
+    assert job.state == JobState.PREVIEW_SUCCEEDED
+    errors = {e.row_number: e.message for e in job.row_errors.order_by("row_number")}
+    assert errors == {
+        7: "sku 'SKU00001' is repeated: row 3 already has it.",
+        11: "sku 'SKU00002' is repeated: row 4 already has it.",
+    }
+    with pytest.raises(TransitionRefused, match="2 row\\(s\\) with errors"):
+        services.confirm_import(job.pk)
