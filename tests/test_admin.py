@@ -258,6 +258,9 @@ def test_add_form_lists_exactly_the_registered_importers(admin_client: Client) -
     options = select_options(response, "importer")
     assert list(options) == list(registry.all_importers())
     assert options == {
+        "testapp.MemberColumnsImportJob": "Member (testapp.MemberColumnsImportJob)",
+        "testapp.MemberImportJob": "Member (testapp.MemberImportJob)",
+        "testapp.MemberUpsertImportJob": "Member (testapp.MemberUpsertImportJob)",
         IMPORTER: f"Stock record ({IMPORTER})",
         UPSERT: f"Stock record ({UPSERT})",
     }

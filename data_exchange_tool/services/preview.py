@@ -189,7 +189,7 @@ def _validate(chunk: ImportChunk) -> None:
     chunk_work.count_attempt(chunk, Phase.PREVIEW)
     rows = chunk_work.load_rows(chunk)
     result = chunk_work.validate_rows(job, rows)
-    key_hashes = duplicates.chunk_key_hashes(job, rows, {row for row, _data in result.valid})
+    key_hashes = duplicates.chunk_key_hashes(job, rows.row_numbers, result.valid)
     if not result.errors and _exists(chunk):  # a deleted chunk's key is its successor's
         chunk_work.store_validated(job, chunk, result.valid)
     with transaction.atomic():

@@ -38,3 +38,48 @@ class StockRecordUpsertImportJob(ImportJob):
         target_model = StockRecord
         serializer_class = "tests.testapp.serializers.ImportStockRecordSerializer"
         unique_fields = ("sku",)
+
+
+class Member(models.Model):
+    """A club member: every kind of unique constraint the preview checks in a file."""
+
+    email = models.EmailField(unique=True)
+    badge = models.PositiveIntegerField(unique=True)
+    club = models.CharField(max_length=20)
+    seat = models.PositiveIntegerField()
+    joined = models.DateField()
+
+    class Meta:
+        unique_together = [("club", "seat")]
+        constraints = [
+            models.UniqueConstraint(fields=("club", "joined"), name="testapp_member_club_joined"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class MemberImportJob(ImportJob):
+    """Validated row by row (the serializer lower-cases emails)."""
+
+    class Meta:
+        proxy = True
+        target_model = Member
+        serializer_class = "tests.testapp.serializers.ImportMemberSerializer"
+
+
+class MemberColumnsImportJob(ImportJob):
+    """Validated column by column (nothing runs per row)."""
+
+    class Meta:
+        proxy = True
+        target_model = Member
+        serializer_class = "tests.testapp.serializers.ImportMemberColumnsSerializer"
+
+
+class MemberUpsertImportJob(ImportJob):
+    class Meta:
+        proxy = True
+        target_model = Member
+        serializer_class = "tests.testapp.serializers.ImportMemberColumnsSerializer"
+        unique_fields = ("club", "seat")

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from .models import Partner, StockRecord
+from .models import Member, Partner, StockRecord
 
 
 class ImportStockRecordSerializer(serializers.ModelSerializer):
@@ -18,3 +18,24 @@ class ImportStockRecordSerializer(serializers.ModelSerializer):
             "updated_at",
             "partner",
         ]
+
+
+MEMBER_FIELDS = ["email", "badge", "club", "seat", "joined"]
+
+
+class ImportMemberSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Member
+        fields = MEMBER_FIELDS
+
+    def validate_email(self, value: str) -> str:
+        return value.lower()
+
+
+class ImportMemberColumnsSerializer(serializers.ModelSerializer):
+    """No ``validate_<field>()`` and no serializer validators: validated column by column."""
+
+    class Meta:
+        model = Member
+        fields = MEMBER_FIELDS
+        validators: list = []
