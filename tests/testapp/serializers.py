@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from .models import Partner, StockRecord
+from .models import Partner, Shipment, StockRecord
 
 
 class ImportStockRecordSerializer(serializers.ModelSerializer):
@@ -18,3 +18,9 @@ class ImportStockRecordSerializer(serializers.ModelSerializer):
             "updated_at",
             "partner",
         ]
+
+
+class ImportShipmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Shipment
+        fields = ["reference", "quantity", "weight", "shipped_on", "fragile"]
