@@ -250,7 +250,7 @@ class Killer(Background):
         time.sleep(0.5)
         self.victim.kill()
         started = time.monotonic()
-        self.victim.start(timeout=max(10.0, min(60.0, self.deadline - started)))
+        self.victim.start(timeout=60.0, extra_env=HOOKS_ENV)
         self.replaced_in = time.monotonic() - started
 
 
