@@ -54,7 +54,7 @@ pytestmark = [
     pytest.mark.timeout(300),
 ]
 
-RUN_SECONDS = 180.0  # everything the test does, the second worker's start included
+RUN_SECONDS = 180.0  # everything the test does, the workers' start included
 STORM_SECONDS = 75.0  # kills stop this long after the uploads, at the latest
 KILL_EVERY = (1.5, 4.0)  # seconds between two kills, drawn at random
 MAIN_KILL_AT_LATEST = 20.0  # before the storm's end, if no last import was caught half written
