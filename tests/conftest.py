@@ -65,6 +65,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Repeat the figures a test recorded as ``user_properties`` named ``soak``."""
+    lines = [
+        str(value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == "soak"
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "soak figures")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 # -- session fixtures ---------------------------------------------------------------------------
 
 

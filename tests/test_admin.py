@@ -263,6 +263,7 @@ def test_add_form_lists_exactly_the_registered_importers(admin_client: Client) -
         "testapp.MemberUpsertImportJob": "Member (testapp.MemberUpsertImportJob)",
         IMPORTER: f"Stock record ({IMPORTER})",
         UPSERT: f"Stock record ({UPSERT})",
+        "testapp.ShipmentImportJob": "Shipment",
     }
     page = text(response)
     assert 'enctype="multipart/form-data"' in page

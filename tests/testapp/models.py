@@ -83,3 +83,24 @@ class MemberUpsertImportJob(ImportJob):
         target_model = Member
         serializer_class = "tests.testapp.serializers.ImportMemberColumnsSerializer"
         unique_fields = ("club", "seat")
+
+
+class Shipment(models.Model):
+    """A second target model, so imports into two models run at once (the soak test)."""
+
+    reference = models.CharField(max_length=40, unique=True)
+    quantity = models.PositiveIntegerField()
+    weight = models.DecimalField(max_digits=10, decimal_places=3)
+    shipped_on = models.DateField()
+    fragile = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class ShipmentImportJob(ImportJob):
+    class Meta:
+        proxy = True
+        target_model = Shipment
+        serializer_class = "tests.testapp.serializers.ImportShipmentSerializer"
+        unique_fields = ("reference",)

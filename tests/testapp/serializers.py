@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from .models import Member, Partner, StockRecord
+from .models import Member, Partner, Shipment, StockRecord
 
 
 class ImportStockRecordSerializer(serializers.ModelSerializer):
@@ -39,3 +39,9 @@ class ImportMemberColumnsSerializer(serializers.ModelSerializer):
         model = Member
         fields = MEMBER_FIELDS
         validators: list = []
+
+
+class ImportShipmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Shipment
+        fields = ["reference", "quantity", "weight", "shipped_on", "fragile"]
