@@ -90,6 +90,9 @@ def test_a_file_that_kills_its_worker_every_time_fails_the_preview(
     assert len(faults.starts(task, *args)) == CAP + 1
 
 
+@pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
+                    reason="SQLite has one writer: a chunk held inside its transaction stops "
+                    "every other chunk, so the others cannot finish first")  # fmt: skip
 def test_a_chunk_of_a_worker_killed_whole_is_resent_after_its_time_limit_and_finishes(
     e2e: E2E, faults: FaultControl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
