@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -88,7 +88,9 @@ def _reconcile_job(
     return "resent"
 
 
-def _missing_work(job: ImportJob, unsettled: Any, now: datetime, quiet: bool) -> tuple[list, bool]:
+def _missing_work(
+    job: ImportJob, unsettled: Any, now: datetime, quiet: bool
+) -> tuple[list[int], bool]:
     """The chunks to send again, and whether to send the split again.
 
     A quiet job gets all its unsettled work (the split alone while it has no chunk count: it
@@ -114,7 +116,7 @@ def _gone(unsettled: Any, job: ImportJob, now: datetime) -> Any:
         unfinished_attempts__gt=0, started_at__lt=now - timedelta(seconds=limit)
     )
     if job.resent_at is not None:
-        gone = gone.filter(Q(started_at__gt=job.resent_at))
+        gone = gone.filter(started_at__gt=job.resent_at)
     return gone
 
 
