@@ -11,7 +11,7 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks import Warning as CheckWarning
 
-from . import registry
+from . import dispatch, registry
 from .conf import SETTINGS, app_settings
 from .exceptions import ImproperlyConfiguredImporter
 
@@ -50,8 +50,7 @@ def check_importers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
         if missing:
             messages.append(
                 Error(
-                    f"{label}: Meta.unique_fields {missing} are not fields of "
-                    f"{model._meta.label}.",
+                    f"{label}: Meta.unique_fields {missing} are not fields of {model._meta.label}.",
                     obj=label,
                     id="data_exchange_tool.E002",
                 )
@@ -93,7 +92,38 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="data_exchange_tool.W002",
             )
         )
+    messages.extend(_check_reconcile_times())
     messages.extend(_check_celery())
+    return messages
+
+
+def _check_reconcile_times() -> list[CheckMessage]:
+    """Reconcile waits longer than a chunk may run, and gives up later than it re-sends."""
+    s = app_settings
+    stale_after, give_up_after = s.STALE_AFTER, s.GIVE_UP_AFTER
+    hard_limit = s.CHUNK_TIME_LIMIT + dispatch.HARD_LIMIT_EXTRA
+    messages: list[CheckMessage] = []
+    if stale_after <= hard_limit:
+        messages.append(
+            CheckWarning(
+                f"DATA_EXCHANGE_STALE_AFTER ({s.STALE_AFTER}) is not longer than a chunk's hard "
+                f"time limit (DATA_EXCHANGE_CHUNK_TIME_LIMIT {s.CHUNK_TIME_LIMIT} + "
+                f"{dispatch.HARD_LIMIT_EXTRA} s): reconcile re-sends chunks that are still "
+                "running.",
+                hint="Make DATA_EXCHANGE_STALE_AFTER longer than the chunk time limit.",
+                id="data_exchange_tool.W004",
+            )
+        )
+    if give_up_after <= stale_after:
+        messages.append(
+            CheckWarning(
+                f"DATA_EXCHANGE_GIVE_UP_AFTER ({s.GIVE_UP_AFTER}) is not longer than "
+                f"DATA_EXCHANGE_STALE_AFTER ({s.STALE_AFTER}): reconcile fails a job before it "
+                "has re-sent its lost work.",
+                hint="Make DATA_EXCHANGE_GIVE_UP_AFTER a few times DATA_EXCHANGE_STALE_AFTER.",
+                id="data_exchange_tool.W005",
+            )
+        )
     return messages
 
 

@@ -55,11 +55,14 @@ SETTINGS: dict[str, Setting] = {
         Setting("DATA_EXCHANGE_PREVIEW_SAMPLE_ROWS", 20),
         # Row errors shown per page in the admin.
         Setting("DATA_EXCHANGE_ERRORS_PER_PAGE", 50),
-        # Attempts of one chunk (retries after faults) before the job fails.
+        # Attempts at one chunk (or at the split) whose worker died (out of memory, killed,
+        # its host lost) before the job fails; handled errors are retried by Celery instead.
         Setting("DATA_EXCHANGE_MAX_CHUNK_ATTEMPTS", 5),
-        # Reconcile: seconds without progress before a job's missing work is sent again,
-        # and before a job that still makes no progress is failed.
-        Setting("DATA_EXCHANGE_STALE_AFTER", 300),
+        # Reconcile: seconds without progress (a chunk finished, a state moved; never a
+        # re-send) before a job's missing work is sent again, and before a job that still
+        # makes no progress is failed. Longer than a chunk's hard time limit, shorter than
+        # the give-up time (system checks W004, W005).
+        Setting("DATA_EXCHANGE_STALE_AFTER", 900),
         Setting("DATA_EXCHANGE_GIVE_UP_AFTER", 3600),
         # Hostile-input limits.
         Setting("DATA_EXCHANGE_MAX_FILE_BYTES", 10 * 1024**3),

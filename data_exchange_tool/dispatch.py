@@ -23,13 +23,15 @@ RUN_IMPORT = "workflows.run_import"
 VALIDATE_CHUNK = "workflows.validate_chunk"
 IMPORT_CHUNK = "workflows.import_chunk"
 FINALIZE_PREVIEW = "workflows.finalize_preview"
+FINALIZE_IMPORT = "workflows.finalize_import"
 CHUNK_TASKS = frozenset({VALIDATE_CHUNK, IMPORT_CHUNK})
+HARD_LIMIT_EXTRA = 30  # seconds the hard time limit of a chunk task adds to the soft one
 
 
 def chunk_time_limits() -> dict[str, int]:
     """Soft and hard time limits of one chunk task, in seconds."""
     soft = int(app_settings.CHUNK_TIME_LIMIT)
-    return {"soft_time_limit": soft, "time_limit": soft + 30}
+    return {"soft_time_limit": soft, "time_limit": soft + HARD_LIMIT_EXTRA}
 
 
 def _options(task_name: str) -> dict[str, int]:

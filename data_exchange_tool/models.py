@@ -95,6 +95,15 @@ class ImportJob(models.Model):
     fence = models.PositiveIntegerField(default=0, editable=False)
     lock_token = models.CharField(max_length=64, blank=True, editable=False)
 
+    # Liveness, for the reconcile step: the last real progress (a state moved, a chunk stored
+    # by the split; chunks settling count through ImportChunk.settled_at), the last time the
+    # missing work was sent again (never progress), and split attempts whose worker died.
+    progress_at = models.DateTimeField(null=True, blank=True, editable=False)
+    resent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    unfinished_splits = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Split attempts begun and never ended."
+    )
+
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -172,6 +181,11 @@ class ImportChunk(models.Model):
         null=True, help_text="Fence the rows were written under."
     )
     last_error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, help_text="When its latest attempt began.")
+    settled_at = models.DateTimeField(null=True, help_text="When it was last marked done/failed.")
+    unfinished_attempts = models.PositiveIntegerField(
+        default=0, help_text="Attempts of the current phase begun and never ended."
+    )
     key_hashes = models.BinaryField(
         null=True, editable=False, help_text="64-bit hashes of the valid rows' keys (preview)."
     )

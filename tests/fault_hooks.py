@@ -1,7 +1,8 @@
 """Fault hooks the worker loads through ``DATA_EXCHANGE_FAULT_HOOKS=tests.fault_hooks.hooks``.
 
 A test plans a fault in Redis (:meth:`FaultControl.plan`): when a hook fires for that phase and
-chunk index, the worker blocks until the test releases it (or sleeps a while). Every planned
+chunk index, the worker blocks until the test releases it (or sleeps a while, or kills its own
+process). Every planned
 firing is logged in Redis with the worker process's pid and, on PostgreSQL, its backend pid, so
 the test can kill the process or its connection and prove the fault fired. The worker imports
 this module at start (``CELERY_IMPORTS``), so a ``task_prerun`` receiver also logs every task
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -105,6 +107,8 @@ class FaultHooks:
                 time.sleep(POLL_SECONDS)
         elif plan["action"] == "sleep":
             time.sleep(plan["seconds"])
+        elif plan["action"] == "kill":  # the process dies at once, as the OOM killer does it
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 hooks = FaultHooks()
@@ -144,7 +148,8 @@ class FaultControl:
         seconds: float = MAX_BLOCK_SECONDS,
         once: bool = True,
     ) -> None:
-        """Make ``hook`` block (until released, at most ``seconds``) or sleep ``seconds``."""
+        """Make ``hook`` block (until released, at most ``seconds``), sleep ``seconds``, or
+        ``kill`` its process (SIGKILL)."""
         plan = {"action": action, "seconds": seconds, "once": once}
         self.redis.set(fault_key(hook, phase, chunk_index, "plan"), json.dumps(plan))
 

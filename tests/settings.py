@@ -124,6 +124,8 @@ if os.environ.get("DATA_EXCHANGE_TEST_VISIBILITY_TIMEOUT"):
 
 DATA_EXCHANGE_REDIS_URL = os.environ.get("DATA_EXCHANGE_TEST_LOCK_REDIS", REDIS_URL)
 DATA_EXCHANGE_CHUNK_SIZE = int(os.environ.get("DATA_EXCHANGE_TEST_CHUNK_SIZE", "100"))
+if os.environ.get("DATA_EXCHANGE_TEST_MAX_CHUNK_ATTEMPTS"):  # crash-cap fault tests
+    DATA_EXCHANGE_MAX_CHUNK_ATTEMPTS = int(os.environ["DATA_EXCHANGE_TEST_MAX_CHUNK_ATTEMPTS"])
 
 # Queues of the two phases (unset: the library's default shared queue).
 if os.environ.get("DATA_EXCHANGE_TEST_PREVIEW_QUEUE"):

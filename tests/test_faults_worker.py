@@ -217,7 +217,9 @@ def delete_chord_keys(e2e: E2E) -> list[bytes]:
     return keys
 
 
-def test_s6_chord_bookkeeping_lost_then_reconcile_finalises(e2e: E2E, faults: FaultControl) -> None:
+def test_s6_chord_bookkeeping_lost_then_the_last_chunk_finalises(
+    e2e: E2E, faults: FaultControl
+) -> None:
     faults.plan(MARKED, "import", 0)
     job = start_import(e2e)
     wait_fired(e2e, faults, MARKED, 0)
@@ -225,17 +227,9 @@ def test_s6_chord_bookkeeping_lost_then_reconcile_finalises(e2e: E2E, faults: Fa
     assert any(key.endswith(b".s") for key in deleted), deleted
     faults.release(MARKED, "import", 0)
 
-    done = ImportChunk.objects.filter(job=job, import_state=ChunkState.DONE)
-    e2e.wait_for(lambda: done.count() == 10, timeout=30, message="all chunks marked done")
-    assert e2e.drain(timeout=20)
-    time.sleep(2)
-    job.refresh_from_db()
-    assert job.state == JobState.IMPORT_IN_PROGRESS, "the reducer must not have fired"
-    assert lock_in_redis(e2e, job)
-
-    outcome = e2e.wait_for(lambda: reconcile(stale_after=1)["finalised"], timeout=10)
-    assert outcome == 1
-    assert_imported_once(e2e, job)
+    # the chord can no longer fire; the chunk that settles the ledger last sends the reducer
+    assert_imported_once(e2e, wait_state(e2e, job, JobState.IMPORT_SUCCEEDED, timeout=30))
+    assert len(faults.starts("workflows.finalize_import", None, job.pk)) == 1
     assert reconcile(stale_after=0)["finalised"] == 0
 
 
@@ -314,8 +308,8 @@ def test_s2_whole_worker_killed_then_a_new_worker_finishes(
     e2e: E2E, faults: FaultControl, recovery: str
 ) -> None:
     """Redelivery: a short visibility timeout brings the lost messages back to the new worker.
-    Reconcile: with the default (one hour) timeout, reconcile re-sends the pending chunks and
-    then finalises the job, since the chord can no longer complete."""
+    Reconcile: with the default (one hour) timeout, reconcile re-sends the pending chunks, and
+    the last of them to settle sends the reducer, since the chord can no longer complete."""
     env = SHORT_VISIBILITY_ENV if recovery == "redelivery" else HOOKS_ENV
     use_worker(e2e, env)
     faults.plan(MARKED, "import", 4)
@@ -342,7 +336,8 @@ def test_s2_whole_worker_killed_then_a_new_worker_finishes(
     runs = faults.starts(IMPORT_CHUNK, job.pk, chunk_id(job, 4))
     assert len(runs) >= 2 and runs[0]["pid"] in old and runs[-1]["pid"] not in old, runs
     if recovery == "reconcile":
-        assert sum(p["resent"] for p in passes) >= 1 and sum(p["finalised"] for p in passes) == 1
+        # the re-sent chunks settle the ledger and send the reducer; reconcile may finalise
+        assert sum(p["resent"] for p in passes) >= 1 and sum(p["finalised"] for p in passes) <= 1
         # the killed worker's deliveries would come back after an hour, as harmless duplicates
         redis_db.client(str(settings.CELERY_BROKER_URL)).delete("unacked", "unacked_index")
     else:

@@ -1,4 +1,4 @@
-"""The import chord: one flat header task per chunk, and its reducer as body.
+"""The import chord: one flat header task per chunk, and its reducer (fenced) as body.
 
 The preview needs no chord: the split sends each chunk's validation as soon as the chunk is
 stored, and whichever of the split and the chunks settles the preview last sends
@@ -23,4 +23,5 @@ def import_chord(job_id: str, fence: int, chunk_ids: list[int]) -> Any:
         signature(dispatch.IMPORT_CHUNK, args=(job_id, cid, fence), queue=queue, **_time_limits())
         for cid in chunk_ids
     ]
-    return chord(header, signature("workflows.finalize_import", args=(job_id,), queue=queue))
+    reducer = signature(dispatch.FINALIZE_IMPORT, args=(job_id, fence), queue=queue)
+    return chord(header, reducer)

@@ -7,7 +7,8 @@ task never fails on a fault: it retries, then records the fault on the chunk, an
 
 The preview has no chord: the split sends each chunk's validation as soon as the chunk is
 stored, and whichever of the split and the chunks settles the preview last sends
-``finalize_preview``. The import is a chord reduced by ``finalize_import``.
+``finalize_preview``. The import is a chord reduced by ``finalize_import``; the chunk that
+settles the import's ledger last sends it too, so an import whose chord is gone still ends.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def run_import(self: Any, job_id: str) -> None:
     if chunk_ids:
         canvas.import_chord(job_id, fence, chunk_ids).apply_async()
     else:
-        importing.finalize_import(job_id)
+        importing.finalize_import(job_id, fence)
 
 
 @shared_task(name="workflows.import_chunk", **TASK_OPTIONS)
@@ -103,12 +104,14 @@ def import_chunk(self: Any, job_id: str, chunk_id: int, fence: int) -> str:
         return "stale"
     except Exception as exc:
         _retry_or_record(self, chunk_id, exc)
+        importing.send_finalize_if_settled(job_id, fence)  # the fault settled the chunk
         return "fault"
 
 
 @shared_task(name="workflows.finalize_import", **TASK_OPTIONS)
-def finalize_import(self: Any, _results: Any, job_id: str) -> None:
-    importing.finalize_import(job_id)
+def finalize_import(self: Any, _results: Any, job_id: str, fence: int | None = None) -> None:
+    """Reduce the import attempt ``fence``; a reducer of an earlier attempt does nothing."""
+    importing.finalize_import(job_id, fence)
 
 
 @shared_task(name="workflows.reconcile", bind=True, acks_late=True)

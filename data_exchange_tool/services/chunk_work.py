@@ -4,11 +4,15 @@ its validated rows for the import, and storing its errors."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .. import chunks, validated
 from ..conf import app_settings
@@ -23,13 +27,50 @@ logger = logging.getLogger(__name__)
 MAX_VALUE_LENGTH = 1000
 
 
-def count_attempt(chunk: ImportChunk, phase: Phase) -> int:
-    """Record one more attempt at ``chunk`` in ``phase``; returns the new count."""
+@contextmanager
+def attempt(chunk: ImportChunk, phase: Phase) -> Iterator[None]:
+    """One attempt at ``chunk`` in ``phase``: counted and timed when it begins, and ended when
+    the block returns or raises an ``Exception``.
+
+    An attempt whose process dies (out of memory, SIGKILL, the hard time limit, a host lost)
+    never ends, so ``unfinished_attempts`` counts the workers the chunk has cost, and
+    ``started_at`` tells reconcile when a worker still running it must have stopped.
+    """
     field = "preview_attempts" if phase == Phase.PREVIEW else "import_attempts"
+    now = timezone.now()
     ImportChunk.objects.filter(pk=chunk.pk).update(
-        **{field: F(field) + 1}, updated_at=timezone.now()
+        **{field: F(field) + 1},
+        unfinished_attempts=F("unfinished_attempts") + 1,
+        started_at=now,
+        updated_at=now,
     )
-    return getattr(chunk, field) + 1
+    try:
+        yield
+    except Exception:
+        _end_attempt(chunk)
+        raise
+    _end_attempt(chunk)
+
+
+def _end_attempt(chunk: ImportChunk) -> None:
+    try:
+        ImportChunk.objects.filter(pk=chunk.pk).update(
+            unfinished_attempts=Greatest(F("unfinished_attempts") - 1, 0)
+        )
+    except Exception:  # the database is gone: the error being raised matters more
+        logger.warning("Could not end the attempt at chunk %s.", chunk.pk, exc_info=True)
+
+
+def used_up(chunk: ImportChunk) -> bool:
+    """True if workers died on ``chunk`` as many times as ``DATA_EXCHANGE_MAX_CHUNK_ATTEMPTS``."""
+    return chunk.unfinished_attempts >= app_settings.MAX_CHUNK_ATTEMPTS
+
+
+def rows_label(chunk: ImportChunk) -> str:
+    """The chunk as a user finds it in the file: "Chunk 3 (rows 302–401)"."""
+    return _("Chunk {index} (rows {first}–{last})").format(
+        index=chunk.index, first=chunk.first_row, last=chunk.first_row + chunk.row_count - 1
+    )
 
 
 def load_rows(chunk: ImportChunk) -> chunks.ChunkRows:
@@ -161,7 +202,9 @@ def store_errors(
 
 
 def record_fault(chunk_id: int, message: str) -> None:
-    """Note a fault on a chunk (it stays pending, so a resume runs it again)."""
+    """Note a fault on a chunk for good: it stays pending (a resume runs it again), and counts
+    as settled for the job's reducer."""
+    now = timezone.now()
     ImportChunk.objects.filter(pk=chunk_id).update(
-        last_error=message[:2000], updated_at=timezone.now()
+        last_error=message[:2000], updated_at=now, settled_at=now
     )

@@ -4,6 +4,11 @@ A chunk's "done" mark is set first inside the transaction that writes its rows, 
 copy of the task waits on that row and then finds the chunk done, and a crashed copy leaves no
 rows and no mark. The transaction also checks that the job still holds the import under the
 fence the task was sent with, so a worker that wakes after its job was failed writes nothing.
+
+The reducer (``finalize_import``) is the chord's body, and is also sent by whichever chunk
+settles the ledger last (:func:`send_finalize_if_settled`), so an import whose chord is gone (a
+chunk re-sent by reconcile, the chord's bookkeeping lost) still ends. It carries the attempt's
+fence: a reducer of an earlier attempt does nothing.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ import logging
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from .. import hooks
+from .. import dispatch, hooks
 from ..conf import app_settings
 from ..exceptions import StaleFence
 from ..locks import ContentTypeLock
@@ -42,17 +48,28 @@ def pending_chunks(job_id: Any) -> tuple[int, list[int]]:
 
 
 def import_chunk(job_id: Any, chunk_id: int, fence: int) -> str:
-    """Check one chunk's rows again and write them under ``fence``; returns what happened."""
+    """Check one chunk's rows again and write them under ``fence``; returns what happened.
+
+    Then, if the ledger is settled, send the reducer. A chunk whose workers died
+    ``DATA_EXCHANGE_MAX_CHUNK_ATTEMPTS`` times fails the job, naming the chunk.
+    """
     chunk = ImportChunk.objects.select_related("job").get(pk=chunk_id)
     job = chunk.job
     if chunk.import_state != ChunkState.PENDING:
+        send_finalize_if_settled(job.pk, fence)  # its first copy may have died before sending
         return "already done"
     if job.state != JobState.IMPORT_IN_PROGRESS or job.fence != fence:
         return "stale"
-    attempts = chunk_work.count_attempt(chunk, Phase.IMPORT)
-    if attempts > app_settings.MAX_CHUNK_ATTEMPTS:
-        chunk_work.record_fault(chunk.pk, f"Gave up after {attempts - 1} attempts.")
+    if chunk_work.used_up(chunk):
+        _give_up_chunk(job, chunk)
         return "gave up"
+    with chunk_work.attempt(chunk, Phase.IMPORT):
+        outcome = _import(job, chunk, fence)
+    send_finalize_if_settled(job.pk, fence)
+    return outcome
+
+
+def _import(job: ImportJob, chunk: ImportChunk, fence: int) -> str:
     ContentTypeLock(job.content_type_id).renew(job.lock_token)
     ready = chunk_work.rows_for_import(job, chunk)
     if ready.errors:
@@ -72,12 +89,14 @@ def _write(job: ImportJob, chunk: ImportChunk, fence: int, rows: Rows) -> bool:
     with transaction.atomic():
         if not transitions.hold_for_chunk(job.pk, fence):
             raise StaleFence(f"Job {job.pk} no longer holds the import under fence {fence}.")
+        now = timezone.now()
         marked = ImportChunk.objects.filter(pk=chunk.pk, import_state=ChunkState.PENDING).update(
             import_state=ChunkState.DONE,
             imported_rows=len(rows),
             import_fence=fence,
             last_error="",
-            updated_at=timezone.now(),
+            updated_at=now,
+            settled_at=now,
         )
         if not marked:
             return False
@@ -91,10 +110,12 @@ def _write(job: ImportJob, chunk: ImportChunk, fence: int, rows: Rows) -> bool:
 
 def _fail_chunk(job: ImportJob, chunk: ImportChunk, errors: list[CellError]) -> None:
     with transaction.atomic():
+        now = timezone.now()
         marked = ImportChunk.objects.filter(pk=chunk.pk, import_state=ChunkState.PENDING).update(
             import_state=ChunkState.FAILED,
             imported_rows=0,
-            updated_at=timezone.now(),
+            updated_at=now,
+            settled_at=now,
             last_error=f"{len(errors)} row(s) failed at import; nothing of this chunk was written.",
         )
         if marked:
@@ -102,9 +123,51 @@ def _fail_chunk(job: ImportJob, chunk: ImportChunk, errors: list[CellError]) -> 
             chunk_work.store_errors(job, chunk, Phase.IMPORT, errors)
 
 
-def finalize_import(job_id: Any) -> None:
-    """Set IMPORT_SUCCEEDED or IMPORT_FAILED from the ledger, and release the lock."""
+def _give_up_chunk(job: ImportJob, chunk: ImportChunk) -> None:
+    """Fail the import: the workers writing ``chunk`` died too many times."""
+    stopped = _(
+        "its worker stopped {n} times before finishing it (out of memory, killed, or past "
+        "DATA_EXCHANGE_CHUNK_TIME_LIMIT)."
+    ).format(n=chunk.unfinished_attempts)
+    last = _(" The last error before that: {error}").format(error=chunk.last_error)
+    reason = _("{chunk} was not written: {stopped}{last} Resume the import to try again.").format(
+        chunk=chunk_work.rows_label(chunk), stopped=stopped, last=last if chunk.last_error else ""
+    )
+    chunk_work.record_fault(chunk.pk, stopped)
+    fail_import(job, reason, kind=FailureKind.FAULT)
+
+
+def send_finalize_if_settled(job_id: Any, fence: int) -> bool:
+    """Send ``finalize_import`` (after commit) if the attempt under ``fence`` has every chunk
+    settled: written, failed, or still pending with its fault recorded for good.
+
+    Called after a chunk's result or fault commits, so whoever commits last sends it, whether
+    or not the chord still exists; the reducer runs once however many copies arrive.
+    """
+    unsettled = ImportChunk.objects.filter(
+        job=OuterRef("pk"), import_state=ChunkState.PENDING, last_error=""
+    )
+    ready = ImportJob.objects.filter(
+        pk=job_id, state=JobState.IMPORT_IN_PROGRESS, fence=fence
+    ).exclude(Exists(unsettled))
+    if not ready.exists():
+        return False
+    dispatch.send_on_commit(
+        dispatch.FINALIZE_IMPORT, [None, str(job_id), fence], app_settings.IMPORT_QUEUE
+    )
+    return True
+
+
+def finalize_import(job_id: Any, fence: int | None = None) -> None:
+    """Set IMPORT_SUCCEEDED or IMPORT_FAILED from the ledger, and release the lock.
+
+    ``fence`` is the import attempt the reducer was sent for; a reducer of an earlier attempt
+    (delivered late, after a resume) does nothing. ``None``: the current attempt.
+    """
     job = ImportJob.objects.get(pk=job_id)
+    if fence is not None and job.fence != fence:
+        logger.info("Reducer of job %s for fence %s: the job is at %s.", job.pk, fence, job.fence)
+        return
     if job.state != JobState.IMPORT_IN_PROGRESS:
         _release(job)
         return
@@ -119,6 +182,7 @@ def finalize_import(job_id: Any) -> None:
             job.pk,
             JobState.IMPORT_SUCCEEDED,
             expected=[JobState.IMPORT_IN_PROGRESS],
+            at_fence=job.fence,
             message=f"{imported} row(s) imported",
             imported_rows=imported,
             import_finished_at=now,
@@ -135,10 +199,12 @@ def finalize_import(job_id: Any) -> None:
 
 
 def fail_import(job: ImportJob, reason: str, *, kind: FailureKind, **fields: Any) -> bool:
+    """Fail the import attempt ``job`` holds (its fence) and release its lock."""
     moved = transitions.move(
         job.pk,
         JobState.IMPORT_FAILED,
         expected=[JobState.IMPORT_IN_PROGRESS],
+        at_fence=job.fence,
         message=reason,
         error_summary=reason,
         failure_kind=kind,
@@ -147,6 +213,18 @@ def fail_import(job: ImportJob, reason: str, *, kind: FailureKind, **fields: Any
     )
     _release(job)
     return moved
+
+
+def give_up(job: ImportJob, idle: float) -> bool:
+    """Fail an import that made no progress for ``idle`` seconds, saying what is unwritten."""
+    ledger = job.chunks.all()
+    imported = ledger.aggregate(n=Sum("imported_rows"))["n"] or 0
+    failed = list(ledger.filter(import_state=ChunkState.FAILED).order_by("index"))
+    pending = list(ledger.filter(import_state=ChunkState.PENDING).order_by("index"))
+    reason = _(
+        "No progress for {seconds} seconds: the workers or the broker lost this import. {summary}"
+    ).format(seconds=int(idle), summary=_failure_summary(imported, failed, pending))
+    return fail_import(job, reason, kind=FailureKind.FAULT, imported_rows=imported)
 
 
 def _release(job: ImportJob) -> None:
@@ -163,7 +241,8 @@ def _failure_summary(imported: int, failed: list[ImportChunk], pending: list[Imp
         )
     if pending:
         rows = sum(c.row_count for c in pending)
-        reason = next((c.last_error for c in pending if c.last_error), "their tasks did not finish")
+        unfinished = "their tasks did not finish."
+        reason = next((c.last_error for c in pending if c.last_error), unfinished)
         parts.append(
             f"{rows:,} row(s) in chunk(s) {_indexes(pending)} were not written: {reason} "
             "Resume the import to write them."

@@ -185,12 +185,13 @@ def _start_import(job: ImportJob, *, expected: JobState, user: Any) -> None:
                 error_summary="",
                 import_started_at=timezone.now(),
                 import_finished_at=None,
+                resent_at=None,
                 confirmed_by=user if getattr(user, "pk", None) else None,
             )
             if not moved:
                 raise TransitionRefused("The job changed state meanwhile; reload the page.")
             ImportChunk.objects.filter(job=job, import_state=ChunkState.PENDING).update(
-                import_attempts=0, last_error=""
+                import_attempts=0, unfinished_attempts=0, started_at=None, last_error=""
             )
             dispatch.send_on_commit(dispatch.RUN_IMPORT, [str(job.pk)], app_settings.IMPORT_QUEUE)
     except IntegrityError:

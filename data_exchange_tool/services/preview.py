@@ -5,6 +5,10 @@ while the rest of the file is still being split. There is no chord: a barrier in
 (:func:`send_finalize_if_settled`) sends the reducer once the split is done and every chunk is
 settled. Each step is idempotent: run twice (a redelivered task, a reconcile, a reducer sent by
 two chunks), it changes nothing more.
+
+A file that kills the worker reading it (out of memory) is redelivered; after
+``DATA_EXCHANGE_MAX_CHUNK_ATTEMPTS`` split attempts, or validation attempts of one chunk, that
+never ended, the preview fails saying where the file stopped the worker.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import logging
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, Max, OuterRef
+from django.db.models.functions import Greatest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .. import chunks, dispatch, hooks
 from ..conf import app_settings
@@ -43,8 +49,11 @@ def split_source(job_id: Any) -> list[int]:
     if job.state != JobState.CREATED:
         return []
     if job.chunk_count is None:
+        if job.unfinished_splits >= app_settings.MAX_CHUNK_ATTEMPTS:
+            fail_split(job.pk, _split_stopped_message(job))
+            return []
         try:
-            _split(job)
+            _split_attempt(job)
         except (FileRejected, SourceChanged) as exc:
             fail_split(job.pk, str(exc))
             return []
@@ -69,6 +78,30 @@ def fail_split(job_id: Any, reason: str, *, kind: FailureKind = FailureKind.DATA
     if failed:
         _discard_chunks(job_id)
     return failed
+
+
+def _split_attempt(job: ImportJob) -> None:
+    """Split once, counted in ``unfinished_splits`` until it returns or raises an Exception: a
+    worker killed while splitting leaves it counted."""
+    jobs = ImportJob.objects.filter(pk=job.pk)
+    jobs.update(unfinished_splits=F("unfinished_splits") + 1)
+    ended = {"unfinished_splits": Greatest(F("unfinished_splits") - 1, 0)}
+    try:
+        _split(job)
+    except Exception:
+        jobs.update(**ended)
+        raise
+    jobs.update(**ended)
+
+
+def _split_stopped_message(job: ImportJob) -> str:
+    """Why the split is given up: how often, and how far the last attempt got."""
+    reached = job.chunks.aggregate(row=Max(F("first_row") + F("row_count") - 1))["row"] or 1
+    return _(
+        "The file made the worker stop (out of memory?) {n} times while reading it, each time "
+        "after row {row:,}. Look at the rows after it (a very long line or cell?), or split "
+        "the file."
+    ).format(n=job.unfinished_splits, row=reached)
 
 
 def read_options(job: ImportJob) -> ReadOptions:
@@ -119,6 +152,7 @@ def _split(job: ImportJob) -> None:
         chunk_count=len(ledger),
         total_rows=total,
         preview_started_at=timezone.now(),
+        progress_at=timezone.now(),
     )
 
 
@@ -146,6 +180,7 @@ def _store_chunk(job: ImportJob, index: int, builder: chunks.ChunkBuilder) -> Im
         row_count=len(builder),
         storage_key=key,
     )
+    ImportJob.objects.filter(pk=job.pk).update(progress_at=timezone.now())
     builder.clear()
     hooks.fire("after_chunk_stored", job_id=job.pk, chunk_index=index, phase=Phase.PREVIEW)
     _send_validation(job.pk, chunk.pk)
@@ -167,9 +202,12 @@ def validate_chunk(job_id: Any, chunk_id: int) -> None:
     chunk = ImportChunk.objects.select_related("job").filter(pk=chunk_id).first()
     if chunk is None or chunk.job.state != JobState.CREATED:
         return
-    if chunk.preview_state == ChunkState.PENDING:
+    if chunk.preview_state == ChunkState.PENDING and chunk_work.used_up(chunk):
+        chunk_work.record_fault(chunk.pk, _validation_stopped_message(chunk))
+    elif chunk.preview_state == ChunkState.PENDING:
         try:
-            _validate(chunk)
+            with chunk_work.attempt(chunk, Phase.PREVIEW):
+                _validate(chunk)
         except Exception:
             if _exists(chunk):
                 raise
@@ -180,13 +218,18 @@ def validate_chunk(job_id: Any, chunk_id: int) -> None:
     send_finalize_if_settled(chunk.job_id)
 
 
+def _validation_stopped_message(chunk: ImportChunk) -> str:
+    return _(
+        "the file made the worker stop (out of memory?) {n} times while reading this chunk."
+    ).format(n=chunk.unfinished_attempts)
+
+
 def _exists(chunk: ImportChunk) -> bool:
     return ImportChunk.objects.filter(pk=chunk.pk).exists()
 
 
 def _validate(chunk: ImportChunk) -> None:
     job = chunk.job
-    chunk_work.count_attempt(chunk, Phase.PREVIEW)
     rows = chunk_work.load_rows(chunk)
     result = chunk_work.validate_rows(job, rows)
     key_hashes = duplicates.chunk_key_hashes(job, rows.row_numbers, result.valid)
@@ -200,6 +243,7 @@ def _validate(chunk: ImportChunk) -> None:
             key_hashes=key_hashes,
             last_error="",
             updated_at=timezone.now(),
+            settled_at=timezone.now(),
         )
         if not marked:
             return  # another copy of this task finished first, or the chunk was deleted

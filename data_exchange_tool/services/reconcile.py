@@ -1,13 +1,17 @@
 """Reconcile: finish, re-send or fail jobs that stopped making progress.
 
-The database is the source of truth. A job in CREATED or IMPORT_IN_PROGRESS whose last progress
-(a chunk stored or marked, a state moved) is older than ``stale_after`` seconds had a task lost
-(a worker killed, Redis emptied, a dispatch that never left), or the import chord's bookkeeping.
-For such a job this step:
+The database is the source of truth. Progress is work that finished: a state moved, the split
+stored a chunk, a chunk settled (``ImportJob.progress_at``, ``ImportChunk.settled_at``); a
+re-send is never progress. For a job in CREATED or IMPORT_IN_PROGRESS this step:
 
-* finalises it if every chunk is done (the reducer was never sent or never ran);
-* otherwise sends its missing work again (the split, or the pending chunks);
-* fails it with the reason once it has made no progress for ``DATA_EXCHANGE_GIVE_UP_AFTER``.
+* finalises it if its ledger is settled and it made no progress for ``stale_after`` seconds
+  (the reducer was never sent or never ran);
+* re-sends a chunk whose attempt began longer ago than the chunk's hard time limit (plus a
+  margin) and never ended: its worker is gone, whatever the job-wide times say;
+* re-sends the job's missing work (the split, or the unsettled chunks) once it has made no
+  progress, and nothing was re-sent, for ``stale_after`` seconds;
+* fails it with the reason once it has made no progress for ``give_up_after`` seconds, which
+  releases an import's lock.
 
 It also releases the Redis lock of import jobs that ended. Running it twice, or while a reducer
 runs, changes nothing more: every step it takes is idempotent.
@@ -22,6 +26,7 @@ from typing import Any
 
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .. import dispatch
 from ..conf import app_settings
@@ -33,6 +38,7 @@ from . import importing, preview
 logger = logging.getLogger(__name__)
 
 Sender = Callable[[str, list[Any], str], None]
+RUNNING_MARGIN = 30  # seconds past a chunk's hard time limit before its worker is taken as gone
 
 
 def reconcile(
@@ -47,70 +53,108 @@ def reconcile(
     done: dict[str, int] = {"finalised": 0, "resent": 0, "failed": 0, "released": 0}
     active = ImportJob.objects.filter(state__in=[JobState.CREATED, JobState.IMPORT_IN_PROGRESS])
     for job in active:
-        idle = (now - last_progress(job)).total_seconds()
-        if idle < stale_after:
-            continue
-        action = _reconcile_job(job, send, give_up=idle >= give_up_after)
-        done[action] = done.get(action, 0) + 1
+        action = _reconcile_job(job, send, now, stale_after, give_up_after)
+        if action:
+            done[action] += 1
     done["released"] = release_finished_locks(now)
     return done
 
 
 def last_progress(job: ImportJob) -> datetime:
-    latest = job.chunks.aggregate(at=Max("updated_at"))["at"]
-    return max(filter(None, [job.updated_at, latest]))
+    """When the job last made progress: a move, a chunk stored or settled."""
+    settled = job.chunks.aggregate(at=Max("settled_at"))["at"]
+    return max(filter(None, [job.progress_at or job.updated_at, settled]))
 
 
-def _reconcile_job(job: ImportJob, send: Sender, *, give_up: bool) -> str:
-    if job.state == JobState.CREATED:
-        return _reconcile_preview(job, send, give_up)
-    return _reconcile_import(job, send, give_up)
-
-
-def _reconcile_preview(job: ImportJob, send: Sender, give_up: bool) -> str:
-    queue = app_settings.PREVIEW_QUEUE
-    pending = list(job.chunks.filter(preview_state=ChunkState.PENDING).values_list("id", flat=True))
-    if job.chunk_count is not None and not pending:
-        preview.finalize_preview(job.pk)
+def _reconcile_job(
+    job: ImportJob, send: Sender, now: datetime, stale_after: float, give_up_after: float
+) -> str | None:
+    progress = last_progress(job)
+    idle = (now - progress).total_seconds()
+    quiet = (now - max(filter(None, [progress, job.resent_at]))).total_seconds()
+    unsettled = _unsettled(job)
+    if job.chunk_count is not None and not unsettled.exists():
+        if idle < stale_after:
+            return None  # its reducer was sent a moment ago
+        _finalise(job)
         return "finalised"
-    if give_up:
-        fail = preview.fail_split if job.chunk_count is None else preview.fail_preview
-        fail(job.pk, _gave_up_message(), kind=FailureKind.FAULT)
+    if idle >= give_up_after:
+        _give_up(job, idle)
         return "failed"
-    if job.chunk_count is None:
-        send(dispatch.RUN_PREVIEW, [str(job.pk)], queue)
-    else:
-        for chunk_id in pending:
-            send(dispatch.VALIDATE_CHUNK, [str(job.pk), chunk_id], queue)
-    _touch(job)
+    chunk_ids, split = _missing_work(job, unsettled, now, quiet >= stale_after)
+    if not chunk_ids and not split:
+        return None
+    _resend(job, send, chunk_ids, split=split)
     return "resent"
 
 
-def _reconcile_import(job: ImportJob, send: Sender, give_up: bool) -> str:
-    pending = list(job.chunks.filter(import_state=ChunkState.PENDING).values_list("id", flat=True))
-    if not pending:
-        importing.finalize_import(job.pk)
-        return "finalised"
-    if give_up:
-        importing.fail_import(job, _gave_up_message(), kind=FailureKind.FAULT)
-        return "failed"
-    ContentTypeLock(job.content_type_id).renew(job.lock_token)
-    for chunk_id in pending:
-        send(dispatch.IMPORT_CHUNK, [str(job.pk), chunk_id, job.fence], app_settings.IMPORT_QUEUE)
-    _touch(job)
-    return "resent"
+def _missing_work(
+    job: ImportJob, unsettled: Any, now: datetime, quiet: bool
+) -> tuple[list[int], bool]:
+    """The chunks to send again, and whether to send the split again.
+
+    A quiet job gets all its unsettled work (the split alone while it has no chunk count: it
+    starts over); otherwise only the chunks whose worker is gone.
+    """
+    if quiet and job.chunk_count is None:
+        return [], True
+    chunks = unsettled if quiet else _gone(unsettled, job, now)
+    return list(chunks.values_list("id", flat=True)), False
 
 
-def _touch(job: ImportJob) -> None:
-    """Count a re-send as progress, so the next pass waits ``stale_after`` again."""
-    ImportJob.objects.filter(pk=job.pk, state=job.state).update(updated_at=timezone.now())
+def _unsettled(job: ImportJob) -> Any:
+    """The job's chunks still to run in its phase (pending, no fault recorded for good)."""
+    field = "preview_state" if job.state == JobState.CREATED else "import_state"
+    return job.chunks.filter(**{field: ChunkState.PENDING}, last_error="").order_by("index")
 
 
-def _gave_up_message() -> str:
-    return (
-        f"No progress for {app_settings.GIVE_UP_AFTER} seconds; the workers or the broker "
-        "lost this job. Chunks already written are kept; resume the import to finish it."
+def _gone(unsettled: Any, job: ImportJob, now: datetime) -> Any:
+    """Chunks whose last attempt began longer ago than its hard time limit and never ended
+    (so its worker is gone), not re-sent since that attempt began."""
+    limit = dispatch.chunk_time_limits()["time_limit"] + RUNNING_MARGIN
+    gone = unsettled.filter(
+        unfinished_attempts__gt=0, started_at__lt=now - timedelta(seconds=limit)
     )
+    if job.resent_at is not None:
+        gone = gone.filter(started_at__gt=job.resent_at)
+    return gone
+
+
+def _finalise(job: ImportJob) -> None:
+    if job.state == JobState.CREATED:
+        preview.finalize_preview(job.pk)
+    else:
+        importing.finalize_import(job.pk, job.fence)
+
+
+def _give_up(job: ImportJob, idle: float) -> None:
+    if job.state == JobState.IMPORT_IN_PROGRESS:
+        importing.give_up(job, idle)
+        return
+    reason = _(
+        "No progress for {seconds} seconds: the workers or the broker lost this preview. "
+        "Upload the file again."
+    ).format(seconds=int(idle))
+    fail = preview.fail_split if job.chunk_count is None else preview.fail_preview
+    fail(job.pk, reason, kind=FailureKind.FAULT)
+
+
+def _resend(job: ImportJob, send: Sender, chunk_ids: list[int], *, split: bool) -> None:
+    """Send the missing work again; noted in ``resent_at``, which is not progress."""
+    if job.state == JobState.CREATED:
+        queue = app_settings.PREVIEW_QUEUE
+        if split:
+            send(dispatch.RUN_PREVIEW, [str(job.pk)], queue)
+        for chunk_id in chunk_ids:
+            send(dispatch.VALIDATE_CHUNK, [str(job.pk), chunk_id], queue)
+    else:
+        ContentTypeLock(job.content_type_id).renew(job.lock_token)
+        for chunk_id in chunk_ids:
+            send(
+                dispatch.IMPORT_CHUNK, [str(job.pk), chunk_id, job.fence], app_settings.IMPORT_QUEUE
+            )
+    ImportJob.objects.filter(pk=job.pk, state=job.state).update(resent_at=timezone.now())
+    logger.info("Job %s: re-sent %s chunk(s)%s.", job.pk, len(chunk_ids), " and the split" * split)
 
 
 def release_finished_locks(now: datetime) -> int:

@@ -26,29 +26,34 @@ def move(
     to: JobState,
     *,
     expected: Iterable[JobState] | None = None,
+    at_fence: int | None = None,
     message: str = "",
     **fields: Any,
 ) -> bool:
     """Move the job to ``to`` if its state is one of ``expected``; True if this call moved it.
 
-    ``expected`` defaults to every state allowed to move to ``to``. ``fields`` are saved in
-    the same update.
+    ``expected`` defaults to every state allowed to move to ``to``. With ``at_fence``, the
+    job moves only if that is still its fence (the import attempt the caller works for).
+    ``fields`` are saved in the same update. A move is progress: it sets ``progress_at``.
     """
     sources = frozenset(expected) if expected is not None else _sources_of(to)
     for source in sources:
         if to not in ALLOWED_MOVES[source]:
             raise TransitionRefused(f"A job cannot move from {source} to {to}.")
     with transaction.atomic():
-        current = (
+        found = (
             ImportJob.objects.select_for_update()
             .filter(pk=job_id)
-            .values_list("state", flat=True)
+            .values_list("state", "fence")
             .first()
         )
-        if current not in sources:
+        current, current_fence = found if found is not None else (None, None)
+        if current not in sources or (at_fence is not None and current_fence != at_fence):
             return False
+        now = timezone.now()
+        fields = {"progress_at": now, **fields}
         moved = ImportJob.objects.filter(pk=job_id, state=current).update(
-            state=to, updated_at=timezone.now(), **fields
+            state=to, updated_at=now, **fields
         )
         if moved:
             JobEvent.objects.create(job_id=job_id, from_state=current, to_state=to, message=message)

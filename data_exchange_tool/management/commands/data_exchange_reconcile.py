@@ -11,9 +11,10 @@ from data_exchange_tool.services.reconcile import reconcile
 
 class Command(BaseCommand):
     help = (
-        "Find import jobs with no progress for DATA_EXCHANGE_STALE_AFTER seconds: finalise those "
-        "whose chunks are all done, send missing work again, fail those idle for "
-        "DATA_EXCHANGE_GIVE_UP_AFTER. Safe to run at any time, and twice."
+        "Find import jobs with no progress (work finished, never a re-send) for "
+        "DATA_EXCHANGE_STALE_AFTER seconds: finalise those whose chunks are all settled, send "
+        "missing work again, fail those idle for DATA_EXCHANGE_GIVE_UP_AFTER. Chunks running "
+        "past their hard time limit are sent again at once. Safe to run at any time, and twice."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
