@@ -112,6 +112,19 @@ def test_row_errors_name_row_column_and_value_and_block_confirm(partners, run_on
     assert StockRecord.objects.count() == 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_errors_of_chunks_validated_during_the_split_name_the_files_columns(partners):
+    """Chunks are validated while the file is still being split: their errors name the column
+    as the file writes it, like those of the last chunk."""
+    header = "SKU,Name,Price,Quantity,Warehouse,Active,Updated_At,Partner\n"
+    bad = "SKU9{i:04d},Bad,abc,1,W1,true,,P1\n"
+    rows = bad.format(i=1) + csv_rows(7) + bad.format(i=2)  # rows 2 and 10: chunks 0 and 1
+    job = upload(header + rows)  # committed at once: chunks are validated as they are stored
+    assert job.state == JobState.PREVIEW_SUCCEEDED
+    errors = {(e.row_number, e.column) for e in job.row_errors.all()}
+    assert errors == {(2, "Price"), (10, "Price")}
+
+
 @pytest.mark.django_db
 def test_header_is_matched_ignoring_case_and_spaces(partners, run_on_commit):
     header = " SKU , Name,PRICE,quantity,warehouse,active,updated_at,Partner\n"

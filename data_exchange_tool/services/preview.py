@@ -132,6 +132,10 @@ def _split(job: ImportJob) -> None:
     with _open_source(job) as stream, open_table(file_format, stream, read_options(job)) as table:
         field_indexes = match_header(table.header, importer)
         column_map = {name: table.header[i].strip() for name, i in field_indexes.items()}
+        # before the first chunk is stored: its validation names columns as the file does
+        ImportJob.objects.filter(pk=job.pk).update(
+            file_format=file_format, header=list(column_map.values()), column_map=column_map
+        )
         builder = chunks.ChunkBuilder(field_indexes)
         ledger: list[ImportChunk] = []
         for row_number, cells in table.rows():
@@ -145,9 +149,6 @@ def _split(job: ImportJob) -> None:
     if total == 0:
         raise FileRejected("The file has a header but no rows to import.")
     ImportJob.objects.filter(pk=job.pk).update(
-        file_format=file_format,
-        header=list(column_map.values()),
-        column_map=column_map,
         detected_delimiter=detected.get("delimiter", "")[:1],
         chunk_count=len(ledger),
         total_rows=total,
