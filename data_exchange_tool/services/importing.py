@@ -4,6 +4,9 @@ A chunk's "done" mark is set first inside the transaction that writes its rows, 
 copy of the task waits on that row and then finds the chunk done, and a crashed copy leaves no
 rows and no mark. The transaction also checks that the job still holds the import under the
 fence the task was sent with, so a worker that wakes after its job was failed writes nothing.
+Rows and the mark commit on one database: an import whose target is routed elsewhere than the
+ledger writes nothing. Rows the data makes fail fail their chunk as bad data (never a fault to
+resume), each named by its row in the file.
 """
 
 from __future__ import annotations
@@ -11,18 +14,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import transaction
+from django.db import router, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from .. import hooks
 from ..conf import app_settings
-from ..exceptions import StaleFence
+from ..exceptions import SplitDatabases, StaleFence
 from ..locks import ContentTypeLock
 from ..models import ImportChunk, ImportJob
 from ..states import ChunkState, FailureKind, JobState, Phase
 from ..validation import CellError
-from ..writers import Rows, RowWriteError, write_rows
+from ..writers import Rows, RowWriteError, write_database_problem, write_rows
 from . import chunk_work, transitions
 
 logger = logging.getLogger(__name__)
@@ -61,15 +64,19 @@ def import_chunk(job_id: Any, chunk_id: int, fence: int) -> str:
     try:
         written = _write(job, chunk, fence, ready.rows)
     except RowWriteError as exc:
-        _fail_chunk(job, chunk, [CellError(exc.row_number, "", "", "database", exc.message)])
+        _fail_chunk(job, chunk, chunk_work.write_errors(job, chunk, exc.problems))
         return "database refused a row"
     ContentTypeLock(job.content_type_id).renew(job.lock_token)
     return "written" if written else "already done"
 
 
 def _write(job: ImportJob, chunk: ImportChunk, fence: int, rows: Rows) -> bool:
-    serializer = job.importer_options.serializer_class(context={"import_job": job})
-    with transaction.atomic():
+    importer = job.importer_options
+    problem = write_database_problem(importer.target_model)
+    if problem:
+        raise SplitDatabases(problem)
+    serializer = importer.serializer_class(context={"import_job": job})
+    with transaction.atomic(using=router.db_for_write(ImportChunk)):
         if not transitions.hold_for_chunk(job.pk, fence):
             raise StaleFence(f"Job {job.pk} no longer holds the import under fence {fence}.")
         marked = ImportChunk.objects.filter(pk=chunk.pk, import_state=ChunkState.PENDING).update(
@@ -82,7 +89,7 @@ def _write(job: ImportJob, chunk: ImportChunk, fence: int, rows: Rows) -> bool:
         if not marked:
             return False
         hooks.fire("after_chunk_marked", job_id=job.pk, chunk_index=chunk.index, phase=Phase.IMPORT)
-        write_rows(job.importer_options, serializer, rows)
+        write_rows(importer, serializer, rows, max_errors=app_settings.MAX_ERRORS_PER_CHUNK)
         hooks.fire(
             "before_chunk_commit", job_id=job.pk, chunk_index=chunk.index, phase=Phase.IMPORT
         )
