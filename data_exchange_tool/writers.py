@@ -148,11 +148,20 @@ def write_rows(
         with transaction.atomic(using=db):
             if isinstance(rows, list) or importer.unique_fields or not _copy_columns(model, rows):
                 _bulk_write(importer, model, _records(rows))
+            check_deferred(db)
     except (DatabaseError, DjangoValidationError) as exc:
         if not is_data_error(exc):
             raise
         raise RowWriteError([_blame(importer, model, _records(rows), exc)]) from exc
     return len(rows)
+
+
+def check_deferred(db: str) -> None:
+    """On PostgreSQL, check now the constraints deferred to the commit (foreign keys): a
+    related row deleted meanwhile then fails its own row, not the commit of the chunk."""
+    connection = connections[db]
+    if connection.vendor == "postgresql":
+        connection.check_constraints()
 
 
 def _records(rows: Rows) -> Records:
@@ -479,8 +488,10 @@ def _blame(
 
     def fails(batch: Records) -> Exception | None:
         try:
-            with transaction.atomic(using=router.db_for_write(model)):
+            db = router.db_for_write(model)
+            with transaction.atomic(using=db):
                 _bulk_write(importer, model, batch)
+                check_deferred(db)
                 raise _Undo
         except _Undo:
             return None
@@ -547,6 +558,7 @@ def _write_row_by_row(
                     serializer.create(dict(data))
                 else:
                     serializer.update(instance, dict(data))
+                check_deferred(db)
         except Exception as exc:
             found = _row_problems(row_number, exc)
             if found is None:

@@ -31,7 +31,9 @@ ROUTER = "tests.testapp.routers.TestappElsewhere"
 DATABASES_CHECK = "data_exchange_tool.E010"
 
 EXTRA_IMPORTERS = {
-    CUSTOM: ImporterOptions(CUSTOM, StockRecord, f"{SERIALIZERS}.CustomCreateStockRecordSerializer"),
+    CUSTOM: ImporterOptions(
+        CUSTOM, StockRecord, f"{SERIALIZERS}.CustomCreateStockRecordSerializer"
+    ),
     CUSTOM_UPSERT: ImporterOptions(
         CUSTOM_UPSERT,
         StockRecord,
@@ -208,7 +210,9 @@ def test_a_value_only_the_database_finds_repeated_fails_the_import_as_data_on_it
         services.resume_import(job.pk)
 
 
-def validated_rows(options: ImporterOptions, cells: list[dict[str, str]], form: str) -> writers.Rows:
+def validated_rows(
+    options: ImporterOptions, cells: list[dict[str, str]], form: str
+) -> writers.Rows:
     serializer = options.serializer_class()
     rows = [(n, serializer.run_validation(data)) for n, data in enumerate(cells, start=2)]
     if form == "records":
@@ -245,7 +249,9 @@ def test_a_value_the_column_cannot_hold_is_named_by_its_row(form):
         pytest.skip("SQLite does not enforce a column's length")
     options = ImporterOptions("x.Plain", Subscriber, f"{SERIALIZERS}.SubscriberSerializer")
     rows = validated_rows(
-        options, [{"email": "a@example.com", "name": "ok"}, {"email": "b@example.com", "name": "b"}], form
+        options,
+        [{"email": "a@example.com", "name": "ok"}, {"email": "b@example.com", "name": "b"}],
+        form,
     )
     too_long = "x" * 150  # the serializer allowed it (a custom field); the column holds 100
     if form == "records":
@@ -292,3 +298,31 @@ def test_import_writes_nothing_when_target_and_ledger_are_on_different_databases
     assert "ledger" in job.error_summary and "'elsewhere'" in job.error_summary
     assert not StockRecord.objects.exists()
     assert job.chunks.get().import_state == ChunkState.PENDING
+
+
+class DeletePartnerP2:
+    """Fault hooks: a related row is deleted after the chunk's rows were checked again."""
+
+    @classmethod
+    def after_chunk_marked(cls, **kwargs) -> None:
+        Partner.objects.filter(code="P2").delete()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("importer", [IMPORTER, CUSTOM])
+def test_a_related_row_deleted_during_the_write_fails_its_row_as_data(
+    partners, run_on_commit, settings, importer
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite checks deferred foreign keys only at commit")
+    lines = [line("A"), line("B").replace(",P1", ",P2"), line("C")]
+    job = previewed(run_on_commit, importer, HEADER + "".join(lines))
+    settings.DATA_EXCHANGE_FAULT_HOOKS = f"{__name__}.DeletePartnerP2"
+    run_on_commit(services.confirm_import, job.pk)
+    job.refresh_from_db()
+
+    assert (job.state, job.failure_kind) == (JobState.IMPORT_FAILED, FailureKind.DATA)
+    error = job.row_errors.get(phase="import")
+    assert error.row_number == 3
+    assert error.message.startswith("The database refused this row: ")
+    assert not StockRecord.objects.exists()
