@@ -50,7 +50,8 @@ def check_importers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
         if missing:
             messages.append(
                 Error(
-                    f"{label}: Meta.unique_fields {missing} are not fields of {model._meta.label}.",
+                    f"{label}: Meta.unique_fields {missing} are not fields of "
+                    f"{model._meta.label}.",
                     obj=label,
                     id="data_exchange_tool.E002",
                 )
