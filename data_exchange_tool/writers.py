@@ -139,6 +139,8 @@ def write_rows(
     """
     if not len(rows):
         return 0
+    if importer.unique_fields:
+        _refuse_repeated_keys(importer.target_model, _records(rows), importer.unique_fields)
     if not uses_bulk_path(serializer):
         _write_row_by_row(importer, serializer, _records(rows), max_errors)
         return len(rows)
@@ -201,6 +203,24 @@ def _upsert(model: type[models.Model], rows: Records, keys: tuple[str, ...]) -> 
             unique_fields=keys if update else None,
             update_fields=update or None,
         )
+
+
+def _refuse_repeated_keys(model: type[models.Model], rows: Records, keys: tuple[str, ...]) -> None:
+    """Two rows of one chunk with one key (equal once validated) would update one row twice,
+    the later winning: refuse the later row, naming the earlier."""
+    fields = [model._meta.get_field(k) for k in keys]
+    seen: dict[tuple[str, ...], int] = {}
+    for row in rows:
+        given = [_given(row[1], f) for f in fields]
+        if any(v is None or v is _MISSING for v in given):
+            continue  # no key: always a new row
+        key = tuple(map(str, given))
+        if key in seen:
+            message = _("This row has the same %(fields)s as row %(row)s of the file (%(key)s).")
+            text = message % {"fields": ", ".join(keys), "row": seen[key], "key": ", ".join(key)}
+            field = keys[0] if len(keys) == 1 else ""
+            raise RowWriteError([RowProblem(row[0], field, "unique", text)])
+        seen[key] = row[0]
 
 
 def _sort_key(model: type[models.Model], keys: tuple[str, ...]) -> Any:

@@ -326,3 +326,24 @@ def test_a_related_row_deleted_during_the_write_fails_its_row_as_data(
     assert error.row_number == 3
     assert error.message.startswith("The database refused this row: ")
     assert not StockRecord.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("importer", [UPSERT, CUSTOM_UPSERT], ids=["bulk", "own create"])
+def test_a_key_repeated_in_a_chunk_is_refused_on_the_later_row_not_written_twice(
+    partners, importer
+):
+    """Keys equal once validated reach the writer: the later row would overwrite the earlier
+    one (or PostgreSQL refuse the statement); the later row is named, with the earlier."""
+    options = registry.get_importer(importer)
+    serializer = options.serializer_class()
+    base = {"name": "x", "price": 1, "quantity": 1, "partner": partners[0]}
+    rows = [(2, {**base, "sku": "K1"}), (3, {**base, "sku": "K2"}), (4, {**base, "sku": "K1"})]
+
+    with transaction.atomic(), pytest.raises(writers.RowWriteError) as caught:
+        writers.write_rows(options, serializer, rows)
+
+    assert caught.value.row_number == 4
+    assert caught.value.problems[0].field == "sku"
+    assert "row 2" in caught.value.message and "K1" in caught.value.message
+    assert not StockRecord.objects.exists()
