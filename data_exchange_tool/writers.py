@@ -140,7 +140,8 @@ def write_rows(
     if not len(rows):
         return 0
     if importer.unique_fields:
-        _refuse_repeated_keys(importer.target_model, _records(rows), importer.unique_fields)
+        rows = _records(rows)  # an upsert writes records: build them once
+        _refuse_repeated_keys(importer.target_model, rows, importer.unique_fields)
     if not uses_bulk_path(serializer):
         _write_row_by_row(importer, serializer, _records(rows), max_errors)
         return len(rows)
@@ -536,7 +537,9 @@ def _blame(
         return RowProblem(row[0], "", "database", _db_message(error))
     cause = fails([rows[before - 1], row]) or error
     conflict = _("It conflicts with row %(row)s of the file.") % {"row": rows[before - 1][0]}
-    return RowProblem(row[0], "", "database", f"{_db_message(cause)} {conflict}")
+    refused = _db_message(cause)
+    separator = " " if refused.endswith(".") else ". "
+    return RowProblem(row[0], "", "database", refused + separator + conflict)
 
 
 def _shortest_failing(fails: Any, rows: Records, batch: Any) -> int | None:
@@ -658,6 +661,6 @@ def _db_text(exc: Exception) -> str:
     primary = getattr(diag, "message_primary", None)
     if primary:
         detail = getattr(diag, "message_detail", None)
-        return f"{primary} ({detail})" if detail else primary
+        return f"{primary}: {detail}" if detail else primary
     lines = [line for line in str(exc).strip().splitlines() if not line.startswith("CONTEXT:")]
     return lines[0] if lines else type(exc).__name__
