@@ -3,7 +3,6 @@ its validated rows for the import, and storing its errors."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,13 +141,14 @@ def _cell_error(job: ImportJob, failure: validated.Failure, text: str | None) ->
 def write_errors(job: ImportJob, chunk: ImportChunk, problems: list[RowProblem]) -> list[CellError]:
     """The errors of rows refused while being written, with the column and cell of the file."""
     cells = _CellText(chunk)
-    errors = []
-    for p in problems[: app_settings.MAX_ERRORS_PER_CHUNK]:
-        failure = validated.Failure(p.row_number, p.field, p.code, p.message)
-        text = cells(p.field, p.row_number) if p.field else None
-        error = _cell_error(job, failure, text)
-        errors.append(error if p.field else dataclasses.replace(error, column="", field=""))
-    return errors
+    return [
+        _cell_error(
+            job,
+            validated.Failure(p.row_number, p.field, p.code, p.message),
+            cells(p.field, p.row_number) if p.field else None,
+        )
+        for p in problems[: app_settings.MAX_ERRORS_PER_CHUNK]
+    ]
 
 
 def store_errors(
