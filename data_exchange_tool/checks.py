@@ -68,6 +68,31 @@ def check_importers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
     return messages
 
 
+@register(Tags.models)
+def check_write_databases(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Each importer's rows are written on the database of the import ledger (so a chunk's rows
+    and its done mark commit in one transaction)."""
+    from .writers import write_database_problem
+
+    messages: list[CheckMessage] = []
+    for label, options in registry.all_importers().items():
+        try:
+            problem = write_database_problem(options.target_model)
+        except ImproperlyConfiguredImporter:
+            continue  # reported by check_importers
+        if problem:
+            messages.append(
+                Error(
+                    f"{label}: {problem}",
+                    hint="Make DATABASE_ROUTERS send writes of the target model and of "
+                    "data_exchange_tool's models to one database.",
+                    obj=label,
+                    id="data_exchange_tool.E010",
+                )
+            )
+    return messages
+
+
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Numeric settings are positive; the lock outlives a chunk; Celery keeps results."""

@@ -38,5 +38,9 @@ class StaleFence(DataExchangeError):
     """A chunk's job no longer holds the import; nothing may be written."""
 
 
+class SplitDatabases(DataExchangeError):
+    """An import's target and its ledger are written to different databases."""
+
+
 class SourceChanged(DataExchangeError):
     """The stored source differs from the one recorded at upload."""

@@ -4,8 +4,14 @@ A plain ``ModelSerializer`` is written in bulk: on PostgreSQL (psycopg 3) plain 
 through ``COPY … FROM STDIN`` with the values ``bulk_create`` would send (each field's
 ``pre_save`` and ``get_db_prep_save``); elsewhere, or with an upsert on ``Meta.unique_fields``,
 through ``bulk_create``, sorted by key so concurrent chunks take row locks in one order. A
-serializer with its own ``create()`` (or many-to-many fields) is honoured row by row. The caller
-holds the transaction; a database error names the row that caused it.
+serializer with its own ``create()`` (or many-to-many fields) is honoured row by row, each row
+in a savepoint; with ``Meta.unique_fields`` an existing key goes to ``serializer.update()``.
+
+On an update a row changes only the fields it gives: an empty cell (a key missing from the
+validated data) keeps the stored value; a new row gets the field's default. The caller holds
+the transaction; an error about the data (an integrity or data error, a value a field refuses,
+an error raised by the serializer's own ``create()``) is raised as :class:`RowWriteError`
+naming the file's row, and, when rows of one chunk conflict, the earlier row too.
 """
 
 from __future__ import annotations
@@ -17,8 +23,18 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
 from django.conf import settings
-from django.db import IntegrityError, connections, models, router, transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    connections,
+    models,
+    router,
+    transaction,
+)
 from django.db.models import NOT_PROVIDED, AutoField
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from .options import ImporterOptions
@@ -45,12 +61,57 @@ class ColumnRows(Protocol):
 Rows: TypeAlias = Records | ColumnRows
 
 
-@dataclass
-class RowWriteError(Exception):
-    """A database error on one row; raised after the chunk's writes were rolled back."""
+@dataclass(frozen=True)
+class RowProblem:
+    """Why one row was not written: the serializer field it belongs to (or ``""``), a code and
+    a message for the user."""
 
     row_number: int
+    field: str
+    code: str
     message: str
+
+
+class RowWriteError(Exception):
+    """Rows refused by the database or by the serializer's own ``create()``; nothing of the
+    batch stays written once the caller's transaction rolls back."""
+
+    def __init__(self, problems: list[RowProblem]) -> None:
+        super().__init__(problems[0].message)
+        self.problems = problems
+
+    @property
+    def row_number(self) -> int:
+        return self.problems[0].row_number
+
+    @property
+    def message(self) -> str:
+        return self.problems[0].message
+
+
+# SQLSTATE classes about the values: cardinality (an upsert touching a row twice), data, integrity
+_DATA_SQLSTATES = ("21", "22", "23")
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True for an error caused by the values written, not by a fault of the system."""
+    if isinstance(exc, IntegrityError | DataError | DjangoValidationError):
+        return True
+    state = getattr(exc.__cause__, "sqlstate", None) or ""
+    return isinstance(exc, DatabaseError) and state.startswith(_DATA_SQLSTATES)
+
+
+def write_database_problem(model: type[models.Model]) -> str | None:
+    """Why rows of ``model`` and the import's ledger cannot commit together, or ``None``."""
+    from .models import ImportChunk
+
+    target, ledger = router.db_for_write(model), router.db_for_write(ImportChunk)
+    if target == ledger:
+        return None
+    return _(
+        "%(model)s is written to the database %(target)r but the import ledger to %(ledger)r: "
+        "a chunk's rows and its done mark would commit in different transactions."
+    ) % {"model": model._meta.label, "target": target, "ledger": ledger}
 
 
 def uses_bulk_path(serializer: serializers.BaseSerializer) -> bool:
@@ -65,18 +126,45 @@ def uses_bulk_path(serializer: serializers.BaseSerializer) -> bool:
 
 
 def write_rows(
-    importer: ImporterOptions, serializer: serializers.BaseSerializer, rows: Rows
+    importer: ImporterOptions,
+    serializer: serializers.BaseSerializer,
+    rows: Rows,
+    *,
+    max_errors: int | None = None,
 ) -> int:
-    """Write validated rows (records, or columns); returns the number written."""
+    """Write validated rows (records, or columns); returns the number written.
+
+    Raises :class:`RowWriteError` (at most ``max_errors`` problems) for rows the data makes
+    fail; other errors (a lost connection, a bug) propagate as they are.
+    """
     if not len(rows):
         return 0
+    if importer.unique_fields:
+        rows = _records(rows)  # an upsert writes records: build them once
+        _refuse_repeated_keys(importer.target_model, rows, importer.unique_fields)
     if not uses_bulk_path(serializer):
-        _write_row_by_row(serializer, _records(rows))
+        _write_row_by_row(importer, serializer, _records(rows), max_errors)
         return len(rows)
     model = serializer.Meta.model  # type: ignore[attr-defined]
-    if isinstance(rows, list) or importer.unique_fields or not _copy_columns(model, rows):
-        _bulk_write(importer, model, _records(rows))
+    db = router.db_for_write(model)
+    try:
+        with transaction.atomic(using=db):
+            if isinstance(rows, list) or importer.unique_fields or not _copy_columns(model, rows):
+                _bulk_write(importer, model, _records(rows))
+            check_deferred(db)
+    except (DatabaseError, DjangoValidationError) as exc:
+        if not is_data_error(exc):
+            raise
+        raise RowWriteError([_blame(importer, model, _records(rows), exc)]) from exc
     return len(rows)
+
+
+def check_deferred(db: str) -> None:
+    """On PostgreSQL, check now the constraints deferred to the commit (foreign keys): a
+    related row deleted meanwhile then fails its own row, not the commit of the chunk."""
+    connection = connections[db]
+    if connection.vendor == "postgresql":
+        connection.check_constraints()
 
 
 def _records(rows: Rows) -> Records:
@@ -85,49 +173,55 @@ def _records(rows: Rows) -> Records:
 
 def _copy_columns(model: type[models.Model], rows: ColumnRows) -> bool:
     columns = rows.arrow_table()
-    if columns is None:
-        return False
-    try:
-        with transaction.atomic():
-            return copy_arrow(model, *columns)
-    except IntegrityError:
-        _blame_row(model, rows.records(), ())
-        raise
+    return columns is not None and copy_arrow(model, *columns)
 
 
-def _bulk_write(
-    importer: ImporterOptions, model: type[models.Model], rows: list[tuple[int, dict[str, Any]]]
-) -> None:
+def _bulk_write(importer: ImporterOptions, model: type[models.Model], rows: Records) -> None:
     keys = importer.unique_fields
     if keys:
-        rows = sorted(rows, key=_sort_key(model, keys))
-    try:
-        with transaction.atomic():
-            if keys:
-                objects = [model(**data) for _row, data in rows]
-                _upsert(model, objects, _update_fields(model, rows, keys), keys)
-            elif not copy_insert(model, [data for _row, data in rows]):
-                objects = [model(**data) for _row, data in rows]
-                model._default_manager.bulk_create(objects, batch_size=BULK_BATCH_SIZE)
-    except IntegrityError:
-        _blame_row(model, rows, keys)
-        raise
+        _upsert(model, rows, keys)
+    elif not copy_insert(model, [data for _row, data in rows]):
+        objects = [model(**data) for _row, data in rows]
+        model._default_manager.bulk_create(objects, batch_size=BULK_BATCH_SIZE)
 
 
-def _upsert(
-    model: type[models.Model],
-    objects: list[models.Model],
-    update_fields: list[str],
-    keys: tuple[str, ...],
-) -> None:
-    model._default_manager.bulk_create(
-        objects,
-        batch_size=BULK_BATCH_SIZE,
-        update_conflicts=bool(update_fields),
-        ignore_conflicts=not update_fields,
-        unique_fields=keys if update_fields else None,
-        update_fields=update_fields or None,
-    )
+def _upsert(model: type[models.Model], rows: Records, keys: tuple[str, ...]) -> None:
+    """Insert new keys, update existing ones: one statement per set of fields the rows give,
+    so a row updates exactly the fields it gives (sorted by key: concurrent chunks take row
+    locks in one order)."""
+    groups: dict[tuple[str, ...], list[models.Model]] = {}
+    for _row, data in sorted(rows, key=_sort_key(model, keys)):
+        groups.setdefault(_update_fields(model, data, keys), []).append(model(**data))
+    for fields, objects in sorted(groups.items()):
+        # with only the key given, "updating" the key to itself keeps the row as stored and
+        # still lets any other unique constraint refuse the row (no silent ON CONFLICT skip)
+        update = list(fields) or [k for k in keys if not model._meta.get_field(k).primary_key]
+        model._default_manager.bulk_create(
+            objects,
+            batch_size=BULK_BATCH_SIZE,
+            update_conflicts=bool(update),
+            ignore_conflicts=not update,
+            unique_fields=keys if update else None,
+            update_fields=update or None,
+        )
+
+
+def _refuse_repeated_keys(model: type[models.Model], rows: Records, keys: tuple[str, ...]) -> None:
+    """Two rows of one chunk with one key (equal once validated) would update one row twice,
+    the later winning: refuse the later row, naming the earlier."""
+    fields = [model._meta.get_field(k) for k in keys]
+    seen: dict[tuple[str, ...], int] = {}
+    for row in rows:
+        given = [_given(row[1], f) for f in fields]
+        if any(v is None or v is _MISSING for v in given):
+            continue  # no key: always a new row
+        key = tuple(map(str, given))
+        if key in seen:
+            message = _("This row has the same %(fields)s as row %(row)s of the file (%(key)s).")
+            text = message % {"fields": ", ".join(keys), "row": seen[key], "key": ", ".join(key)}
+            field = keys[0] if len(keys) == 1 else ""
+            raise RowWriteError([RowProblem(row[0], field, "unique", text)])
+        seen[key] = row[0]
 
 
 def _sort_key(model: type[models.Model], keys: tuple[str, ...]) -> Any:
@@ -144,16 +238,14 @@ def _sort_key(model: type[models.Model], keys: tuple[str, ...]) -> Any:
 
 
 def _update_fields(
-    model: type[models.Model], rows: list[tuple[int, dict[str, Any]]], keys: tuple[str, ...]
-) -> list[str]:
+    model: type[models.Model], data: dict[str, Any], keys: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The concrete fields (not the key, not the primary key) one row gives a value for."""
     names: set[str] = set()
-    for _row, data in rows[:1]:
-        names.update(data)
-    concrete: dict[str, str] = {}
     for f in model._meta.concrete_fields:
-        if not f.primary_key:
-            concrete[f.name] = concrete[f.attname] = f.name
-    return sorted({concrete[n] for n in names if n in concrete and concrete[n] not in keys})
+        if not f.primary_key and f.name not in keys and (f.name in data or f.attname in data):
+            names.add(f.name)
+    return tuple(sorted(names))
 
 
 # -- COPY on PostgreSQL ----------------------------------------------------------------------------
@@ -401,45 +493,174 @@ def _all_match(column: Any, pattern: str) -> bool:
     return pc.all(pc.fill_null(matched, True)).as_py() is not False
 
 
-def _blame_row(
-    model: type[models.Model], rows: list[tuple[int, dict[str, Any]]], keys: tuple[str, ...]
-) -> None:
-    """Find the first row whose insert fails on its own, inside savepoints rolled back."""
-    for row_number, data in rows:
-        try:
-            with transaction.atomic():
-                obj = model(**data)
-                if keys:
-                    model._default_manager.bulk_create(
-                        [obj],
-                        update_conflicts=True,
-                        unique_fields=keys,
-                        update_fields=_update_fields(model, [(row_number, data)], keys) or None,
-                    )
-                else:
-                    obj.save(force_insert=True)
-                raise _Undo
-        except _Undo:
-            continue
-        except IntegrityError as exc:
-            raise RowWriteError(row_number, _db_message(exc)) from exc
+# -- which row the data makes fail ----------------------------------------------------------------
 
 
 class _Undo(Exception):
     """Rolls back a probe write."""
 
 
+def _blame(
+    importer: ImporterOptions, model: type[models.Model], rows: Records, error: Exception
+) -> RowProblem:
+    """The first row (in file order) that fails, written after the rows before it, inside
+    savepoints rolled back; it names the earlier row it conflicts with when it passes alone.
+    Probes halve the rows each time: a few writes of the chunk, only when it failed."""
+
+    def fails(batch: Records) -> Exception | None:
+        try:
+            db = router.db_for_write(model)
+            with transaction.atomic(using=db):
+                _bulk_write(importer, model, batch)
+                check_deferred(db)
+                raise _Undo
+        except _Undo:
+            return None
+        except (DatabaseError, DjangoValidationError) as exc:
+            if is_data_error(exc):
+                return exc
+            raise
+
+    end = _shortest_failing(fails, rows, lambda n: rows[:n])
+    if end is None:
+        first, last = rows[0][0], rows[-1][0]
+        message = _(
+            "The database refused rows %(first)s to %(last)s of this chunk together: %(error)s"
+        ) % {"first": first, "last": last, "error": _db_text(error)}
+        return RowProblem(first, "", "database", message)
+    row = rows[end - 1]
+    alone = fails([row])
+    if alone is not None:
+        return RowProblem(row[0], "", "database", _db_message(alone))
+    before = _shortest_failing(fails, rows[: end - 1], lambda n: [*rows[:n], row])
+    if before is None:
+        return RowProblem(row[0], "", "database", _db_message(error))
+    cause = fails([rows[before - 1], row]) or error
+    conflict = _("It conflicts with row %(row)s of the file.") % {"row": rows[before - 1][0]}
+    refused = _db_message(cause)
+    separator = " " if refused.endswith(".") else ". "
+    return RowProblem(row[0], "", "database", refused + separator + conflict)
+
+
+def _shortest_failing(fails: Any, rows: Records, batch: Any) -> int | None:
+    """The least ``n`` (1 to ``len(rows)``) for which ``batch(n)`` fails; ``None`` if none does.
+    Failing grows with ``n`` (a batch holds every smaller one), so it halves the range."""
+    if not rows or fails(batch(len(rows))) is None:
+        return None
+    passing, failing = 0, len(rows)
+    while failing - passing > 1:
+        middle = (passing + failing) // 2
+        if fails(batch(middle)) is None:
+            passing = middle
+        else:
+            failing = middle
+    return failing
+
+
+# -- a serializer's own create() -------------------------------------------------------------------
+
+
 def _write_row_by_row(
-    serializer: serializers.BaseSerializer, rows: list[tuple[int, dict[str, Any]]]
+    importer: ImporterOptions,
+    serializer: serializers.BaseSerializer,
+    rows: Records,
+    max_errors: int | None,
 ) -> None:
+    """Each row in its own savepoint: ``create()``, or ``update()`` of the stored row with the
+    same ``unique_fields``. A row the data makes fail is rolled back alone and named; the
+    others go on, so every refused row of the chunk is reported at once."""
+    model = importer.target_model
+    db = router.db_for_write(model)
+    keys = importer.unique_fields
+    problems: list[RowProblem] = []
     for row_number, data in rows:
         try:
-            with transaction.atomic():
-                serializer.create(dict(data))
-        except IntegrityError as exc:
-            raise RowWriteError(row_number, _db_message(exc)) from exc
+            with transaction.atomic(using=db):
+                instance = _stored(model, keys, data) if keys else None
+                if instance is None:
+                    serializer.create(dict(data))
+                else:
+                    serializer.update(instance, dict(data))
+                check_deferred(db)
+        except Exception as exc:
+            found = _row_problems(row_number, exc)
+            if found is None:
+                raise
+            problems.extend(found)
+            if max_errors is not None and len(problems) >= max_errors:
+                break
+    if problems:
+        raise RowWriteError(problems[:max_errors] if max_errors is not None else problems)
+
+
+def _stored(
+    model: type[models.Model], keys: tuple[str, ...], data: dict[str, Any]
+) -> models.Model | None:
+    """The stored row whose ``keys`` equal the row's, locked; ``None`` if none (or no key)."""
+    lookup = {}
+    for key in keys:
+        field = model._meta.get_field(key)
+        value = _given(data, field)
+        if value is _MISSING:
+            return None
+        lookup[field.attname] = value
+    return model._default_manager.select_for_update().filter(**lookup).first()
+
+
+def _row_problems(row_number: int, exc: Exception) -> list[RowProblem] | None:
+    """The problems an error raised while writing one row stands for; ``None``: not the
+    data's (a fault, or a bug), so it propagates."""
+    if isinstance(exc, serializers.ValidationError):
+        return _detail_problems(row_number, exc.detail)
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        return _detail_problems(row_number, detail)
+    if isinstance(exc, DatabaseError):
+        if not is_data_error(exc):
+            return None
+        return [RowProblem(row_number, "", "database", _db_message(exc))]
+    if isinstance(exc, ValueError):
+        return [RowProblem(row_number, "", "invalid", str(exc) or type(exc).__name__)]
+    return None
+
+
+def _detail_problems(row_number: int, detail: Any) -> list[RowProblem]:
+    if not isinstance(detail, dict):
+        detail = {"": detail}
+    non_field = serializers.api_settings.NON_FIELD_ERRORS_KEY
+    problems = []
+    for name, messages in detail.items():
+        field = "" if name in ("", non_field, "__all__") else str(name)
+        for message in _flat(messages):
+            code = str(getattr(message, "code", "") or "invalid")
+            problems.append(RowProblem(row_number, field, code, str(message)))
+    return problems
+
+
+def _flat(messages: Any) -> Iterator[Any]:
+    if isinstance(messages, dict):
+        for key, nested in messages.items():
+            for message in _flat(nested):
+                yield serializers.ErrorDetail(f"{key}: {message}", getattr(message, "code", None))
+    elif isinstance(messages, list | tuple):
+        for message in messages:
+            yield from _flat(message)
+    else:
+        yield messages
 
 
 def _db_message(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"The database refused this row: {text}"
+    return _("The database refused this row: %(error)s") % {"error": _db_text(exc)}
+
+
+def _db_text(exc: Exception) -> str:
+    """The database's message and detail, without the statement's context (a COPY line)."""
+    if isinstance(exc, DjangoValidationError):
+        return " ".join(exc.messages)
+    diag = getattr(exc.__cause__, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        detail = getattr(diag, "message_detail", None)
+        return f"{primary}: {detail}" if detail else primary
+    lines = [line for line in str(exc).strip().splitlines() if not line.startswith("CONTEXT:")]
+    return lines[0] if lines else type(exc).__name__

@@ -20,7 +20,7 @@ from ..models import ImportChunk, ImportJob, RowError
 from ..states import Phase
 from ..storage import import_storage
 from ..validation import CellError, RowValidator, ValidationResult
-from ..writers import Rows
+from ..writers import RowProblem, Rows
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +177,19 @@ def _cell_error(job: ImportJob, failure: validated.Failure, text: str | None) ->
         value = value[:MAX_VALUE_LENGTH] + "…"
     column = job.column_map.get(failure.name, failure.name)
     return CellError(failure.row_number, column, failure.name, failure.code, failure.message, value)
+
+
+def write_errors(job: ImportJob, chunk: ImportChunk, problems: list[RowProblem]) -> list[CellError]:
+    """The errors of rows refused while being written, with the column and cell of the file."""
+    cells = _CellText(chunk)
+    return [
+        _cell_error(
+            job,
+            validated.Failure(p.row_number, p.field, p.code, p.message),
+            cells(p.field, p.row_number) if p.field else None,
+        )
+        for p in problems[: app_settings.MAX_ERRORS_PER_CHUNK]
+    ]
 
 
 def store_errors(

@@ -9,6 +9,10 @@ The reducer (``finalize_import``) is the chord's body, and is also sent by which
 settles the ledger last (:func:`send_finalize_if_settled`), so an import whose chord is gone (a
 chunk re-sent by reconcile, the chord's bookkeeping lost) still ends. It carries the attempt's
 fence: a reducer of an earlier attempt does nothing.
+
+Rows and the mark commit on one database: an import whose target is routed elsewhere than the
+ledger writes nothing. Rows the data makes fail fail their chunk as bad data (never a fault to
+resume), each named by its row in the file.
 """
 
 from __future__ import annotations
@@ -16,19 +20,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import transaction
+from django.db import router, transaction
 from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import dispatch, hooks
 from ..conf import app_settings
-from ..exceptions import StaleFence
+from ..exceptions import SplitDatabases, StaleFence
 from ..locks import ContentTypeLock
 from ..models import ImportChunk, ImportJob
 from ..states import ChunkState, FailureKind, JobState, Phase
 from ..validation import CellError
-from ..writers import Rows, RowWriteError, write_rows
+from ..writers import Rows, RowWriteError, write_database_problem, write_rows
 from . import chunk_work, transitions
 
 logger = logging.getLogger(__name__)
@@ -78,15 +82,19 @@ def _import(job: ImportJob, chunk: ImportChunk, fence: int) -> str:
     try:
         written = _write(job, chunk, fence, ready.rows)
     except RowWriteError as exc:
-        _fail_chunk(job, chunk, [CellError(exc.row_number, "", "", "database", exc.message)])
+        _fail_chunk(job, chunk, chunk_work.write_errors(job, chunk, exc.problems))
         return "database refused a row"
     ContentTypeLock(job.content_type_id).renew(job.lock_token)
     return "written" if written else "already done"
 
 
 def _write(job: ImportJob, chunk: ImportChunk, fence: int, rows: Rows) -> bool:
-    serializer = job.importer_options.serializer_class(context={"import_job": job})
-    with transaction.atomic():
+    importer = job.importer_options
+    problem = write_database_problem(importer.target_model)
+    if problem:
+        raise SplitDatabases(problem)
+    serializer = importer.serializer_class(context={"import_job": job})
+    with transaction.atomic(using=router.db_for_write(ImportChunk)):
         if not transitions.hold_for_chunk(job.pk, fence):
             raise StaleFence(f"Job {job.pk} no longer holds the import under fence {fence}.")
         now = timezone.now()
@@ -101,7 +109,7 @@ def _write(job: ImportJob, chunk: ImportChunk, fence: int, rows: Rows) -> bool:
         if not marked:
             return False
         hooks.fire("after_chunk_marked", job_id=job.pk, chunk_index=chunk.index, phase=Phase.IMPORT)
-        write_rows(job.importer_options, serializer, rows)
+        write_rows(importer, serializer, rows, max_errors=app_settings.MAX_ERRORS_PER_CHUNK)
         hooks.fire(
             "before_chunk_commit", job_id=job.pk, chunk_index=chunk.index, phase=Phase.IMPORT
         )

@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models.functions import Lower
 
 from data_exchange_tool.models import ImportJob
 
@@ -104,3 +105,18 @@ class ShipmentImportJob(ImportJob):
         target_model = Shipment
         serializer_class = "tests.testapp.serializers.ImportShipmentSerializer"
         unique_fields = ("reference",)
+
+
+class Subscriber(models.Model):
+    """Emails unique ignoring case: a rule only the database knows (an expression constraint)."""
+
+    email = models.EmailField(max_length=100)
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="testapp_subscriber_email_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
