@@ -36,8 +36,9 @@ class ReadOptions:
     temp_dir: str | None = None
     #: the largest XLSX file (compressed, as uploaded) spooled to a temporary file
     xlsx_max_file_bytes: int = 1024**3
-    #: the largest CSV record (all its physical lines), which bounds a reader's memory
-    max_record_bytes: int = 64 * 1024**2
+    #: the largest CSV record (all its physical lines), which bounds a reader's memory: the
+    #: csv module holds a whole record, several times over, before its cells can be dropped
+    max_record_bytes: int = 16 * 1024**2
     #: how many times a gzip CSV may expand when decompressed (checked past 1 MiB of text)
     gzip_max_compression_ratio: int = 200
 

@@ -168,13 +168,18 @@ class LineSource:
                 rest.append(text)
                 self._check_length(rest)
                 continue
-            lines = split_lines("".join(rest) + text)
+            rest.append(text)
+            text = "".join(rest)  # a long line is held twice here at most, never three times
+            rest.clear()
+            lines = split_lines(text)
+            del text
             # the last line waits for more text unless it ends with "\n" ("\r" may be "\r\n")
             rest = [lines.pop()] if lines and not final and not lines[-1].endswith("\n") else []
             self._check_length(rest)
-            for line in lines:
+            lines.reverse()
+            while lines:  # popped, so a line given out is not also held by the list
                 self.number += 1
-                yield self.number, line
+                yield self.number, lines.pop()
 
     def _read_block(self) -> bytes:
         try:

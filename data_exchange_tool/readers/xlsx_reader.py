@@ -383,4 +383,3 @@ def _first_value(cells: list[str | None], start: int) -> int:
 
 
 __all__ = ["XlsxReader", "check_archive", "render", "spool"]
-
