@@ -371,7 +371,8 @@ except FileRejected as exc:
     result = {"rejected": str(exc)}
 except MemoryError:
     result = {"memory_error": True}
-result["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from tests.preview_rss import peak_rss_kib  # ru_maxrss would count the parent's peak
+result["max_rss_kb"] = peak_rss_kib()
 print(json.dumps(result))
 """
 
