@@ -4,8 +4,9 @@
 validation, reducer) eagerly against a throw-away SQLite database and local storage in a
 temporary directory, with the library's default limits and chunk size (or the settings given),
 and prints the job's state, its reason and the process's peak resident set size in MiB
-(``VmHWM``: unlike ``ru_maxrss``, it is not inherited from the parent that started the child). The hostile-file tests run it as a
-child, so a reader that blew up would take down the child, not the test run.
+(``VmHWM``: unlike ``ru_maxrss``, it is not inherited from the parent that started the
+child). The hostile-file tests run it as a child, so a reader that blew up would take down the
+child, not the test run.
 """
 
 from __future__ import annotations
