@@ -1,8 +1,9 @@
-"""Chunks as Parquet: a fixed number of rows, each with its spreadsheet row number.
+"""Chunks as Parquet: up to a number of rows (and of bytes), each with its spreadsheet row number.
 
 A chunk holds the text cells of its rows, one string column per serializer field (named by the
-field), plus ``__row`` (the row number) and ``__extra`` (how many non-empty cells a row had
-beyond the header). pyarrow is imported here only.
+field), plus ``__row`` (the row number) and ``__extra``: how many non-empty cells a row had
+beyond the header, or, negative, how many fields it lacked (a CSV record shorter than the
+header). The header's width is kept in the file's metadata. pyarrow is imported here only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 ROW = "__row"
 EXTRA = "__extra"
+HEADER_WIDTH = b"header_width"
 
 
 @dataclass
@@ -22,6 +24,8 @@ class ChunkRows:
     row_numbers: list[int]
     extra_cells: list[int]
     columns: dict[str, list[str | None]]
+    #: the number of columns of the file's header (``None`` in chunks written without it)
+    header_width: int | None = None
 
     def __len__(self) -> int:
         return len(self.row_numbers)
@@ -46,46 +50,56 @@ class ChunkBuilder:
     """Collects rows mapped to fields, then encodes them as one Parquet chunk.
 
     Rows are kept as read and turned into columns once per chunk (``zip``), which is several
-    times faster than appending every cell to its column as it comes.
+    times faster than appending every cell to its column as it comes. A row is fitted to the
+    header's width as it is added: cells beyond the header are counted and dropped at once
+    (never kept), and a row with fewer fields is padded and marked.
     """
 
-    def __init__(self, field_indexes: dict[str, int]) -> None:
+    def __init__(self, field_indexes: dict[str, int], header_width: int | None = None) -> None:
         self.field_indexes = field_indexes
-        self.width = max(field_indexes.values(), default=-1) + 1
+        mapped = max(field_indexes.values(), default=-1) + 1
+        self.width = max(header_width or 0, mapped)
         self.clear()
 
     def clear(self) -> None:
         self.row_numbers: list[int] = []
         self.cells: list[list[str | None]] = []
+        self.misfits: dict[int, int] = {}  # row index: its extra cells (negative: missing)
 
     def __len__(self) -> int:
         return len(self.row_numbers)
 
     def add(self, row_number: int, cells: list[str | None]) -> None:
+        """Add a row; ``cells`` is fitted to the header's width in place."""
+        if len(cells) != self.width:
+            self.misfits[len(self.row_numbers)] = self._fit(cells)
         self.row_numbers.append(row_number)
         self.cells.append(cells)
+
+    def _fit(self, cells: list[str | None]) -> int:
+        """Cut or pad ``cells`` to the header's width; the cells cut (non-empty), or, negative,
+        the fields missing."""
+        width = self.width
+        size = len(cells)
+        if size > width:
+            extra = sum(1 for c in cells[width:] if c)
+            del cells[width:]
+            return extra
+        cells.extend([None] * (width - size))
+        return size - width
 
     def rows(self) -> ChunkRows:
         """The collected rows as columns; empty cells are ``None``."""
         width = self.width
-        extras: list[int] = []
-        fitted: list[list[str | None]] = []
-        for cells in self.cells:
-            size = len(cells)
-            if size > width:
-                extras.append(sum(1 for c in cells[width:] if c))
-                cells = cells[:width]
-            else:
-                extras.append(0)
-                if size < width:
-                    cells = cells + [None] * (width - size)
-            fitted.append(cells)
-        by_index = list(zip(*fitted, strict=True)) if fitted else [()] * width
+        by_index = list(zip(*self.cells, strict=True)) if self.cells else [()] * width
         columns = {
             name: [value or None for value in by_index[index]]
             for name, index in self.field_indexes.items()
         }
-        return ChunkRows(list(self.row_numbers), extras, columns)
+        extras = [0] * len(self.row_numbers)
+        for index, extra in self.misfits.items():
+            extras[index] = extra
+        return ChunkRows(list(self.row_numbers), extras, columns, width)
 
     def encode(self) -> bytes:
         return encode(self.rows())
@@ -101,9 +115,12 @@ def encode(rows: ChunkRows) -> bytes:
     }
     for name, values in rows.columns.items():
         arrays[name] = pa.array(values, pa.string())
+    table = pa.table(arrays)
+    if rows.header_width is not None:
+        table = table.replace_schema_metadata({HEADER_WIDTH: str(rows.header_width)})
     sink = io.BytesIO()
     # plain (not dictionary) pages: reading them back into Python is twice as fast
-    pq.write_table(pa.table(arrays), sink, compression="zstd", use_dictionary=False)
+    pq.write_table(table, sink, compression="zstd", use_dictionary=False)
     return sink.getvalue()
 
 
@@ -114,8 +131,10 @@ def decode(data: bytes, fields: list[str] | None = None) -> ChunkRows:
     columns = None if fields is None else [ROW, EXTRA, *fields]
     table = pq.read_table(io.BytesIO(data), columns=columns)
     names = [n for n in table.column_names if n not in (ROW, EXTRA)]
+    width = (table.schema.metadata or {}).get(HEADER_WIDTH)
     return ChunkRows(
         row_numbers=table.column(ROW).to_pylist(),
         extra_cells=table.column(EXTRA).to_pylist(),
         columns={n: table.column(n).to_pylist() for n in names},
+        header_width=int(width) if width else None,
     )

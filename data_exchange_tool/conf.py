@@ -43,6 +43,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("DATA_EXCHANGE_IMPORT_QUEUE", SHARED_QUEUE),
         # Rows per chunk (an importer's Meta.chunk_size wins).
         Setting("DATA_EXCHANGE_CHUNK_SIZE", 10_000),
+        # Text per chunk: a chunk is also closed once its rows have this many characters.
+        Setting("DATA_EXCHANGE_CHUNK_MAX_BYTES", 8 * 1024**2),
         # Redis used for the per-content-type import lock. None: the database constraint alone.
         Setting("DATA_EXCHANGE_REDIS_URL", None),
         # Seconds the Redis lock lives without a heartbeat; chunks renew it.
@@ -68,9 +70,11 @@ SETTINGS: dict[str, Setting] = {
         Setting("DATA_EXCHANGE_MAX_FILE_BYTES", 10 * 1024**3),
         Setting("DATA_EXCHANGE_MAX_ROWS", 50_000_000),
         Setting("DATA_EXCHANGE_MAX_FIELD_BYTES", 1024 * 1024),
+        Setting("DATA_EXCHANGE_MAX_RECORD_BYTES", 16 * 1024**2),
         Setting("DATA_EXCHANGE_XLSX_MAX_UNCOMPRESSED_BYTES", 2 * 1024**3),
         Setting("DATA_EXCHANGE_XLSX_MAX_COMPRESSION_RATIO", 200),
         Setting("DATA_EXCHANGE_XLSX_MAX_SHARED_STRINGS_BYTES", 64 * 1024**2),
+        Setting("DATA_EXCHANGE_GZIP_MAX_COMPRESSION_RATIO", 200),
         # Directory for temporary spools (XLSX); None: the system default.
         Setting("DATA_EXCHANGE_TEMP_DIR", None),
         # Dotted path of an object with fault hooks, for fault-injection tests only.

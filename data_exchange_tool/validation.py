@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.validators import UniqueTogetherValidator, UniqueValidator
@@ -116,12 +117,20 @@ class RowValidator:
             _drop_unique_validators(self.serializer, importer.unique_fields)
         self.plan = compile_serializer(self.serializer)
 
-    def validate(self, records: Iterable[tuple[int, int, dict[str, str]]]) -> ValidationResult:
-        """Validate ``(row number, extra cells, data)`` records."""
+    def validate(
+        self,
+        records: Iterable[tuple[int, int, dict[str, str]]],
+        header_width: int | None = None,
+    ) -> ValidationResult:
+        """Validate ``(row number, extra cells, data)`` records.
+
+        Extra cells, when not 0, make the row an error: the count of values beyond the
+        header, or, negative, of the fields missing from a header ``header_width`` wide.
+        """
         result = ValidationResult()
         valid = result.valid
         for batch in _batches(records, BATCH_ROWS):
-            for row_number, data, (ok, payload) in self._outcomes(batch):
+            for row_number, data, (ok, payload) in self._outcomes(batch, header_width):
                 if ok:
                     valid.append((row_number, payload))
                 else:
@@ -132,7 +141,7 @@ class RowValidator:
         """Validate a chunk's rows; column by column when the serializer allows it."""
         plan = self.plan
         if plan is None or not plan.column_wise or len(rows) > BATCH_ROWS or any(rows.extra_cells):
-            return self.validate(rows.records())
+            return self.validate(rows.records(), rows.header_width)
         outcomes = plan.validate_columns(rows.columns, len(rows))
         numbers = rows.row_numbers
         result = ValidationResult(
@@ -143,16 +152,18 @@ class RowValidator:
                 self._record_errors(result, numbers[i], rows.cells(i), payload)
         return result
 
-    def _outcomes(self, batch: list[Record]) -> Iterator[tuple[int, dict[str, str], Outcome]]:
+    def _outcomes(
+        self, batch: list[Record], header_width: int | None = None
+    ) -> Iterator[tuple[int, dict[str, str], Outcome]]:
         """(row number, data, (ok, validated data or error detail)) in row order."""
-        rows = [data for _, extra, data in batch if not extra]
+        rows = [data for _number, extra, data in batch if not extra]
         if self.plan is not None and all(type(data) is dict for data in rows):
             done = iter(self.plan.validate(rows))
         else:
             done = map(self._run_validation, rows)
         for row_number, extra, data in batch:
             if extra:
-                yield row_number, data, (False, _ExtraValues(extra))
+                yield row_number, data, (False, _ExtraValues(extra, header_width))
             else:
                 yield row_number, data, next(done)
 
@@ -174,13 +185,7 @@ class RowValidator:
         self, row_number: int, data: dict[str, str], detail: Any
     ) -> Iterator[CellError]:
         if isinstance(detail, _ExtraValues):
-            yield CellError(
-                row_number,
-                "",
-                "",
-                "extra_values",
-                f"This row has {detail.count} more value(s) than the header has columns.",
-            )
+            yield detail.error(row_number)
             return
         yield from self._flatten(row_number, detail, data)
 
@@ -204,7 +209,22 @@ class RowValidator:
 
 @dataclass(frozen=True)
 class _ExtraValues:
+    """A row with ``count`` values beyond the header, or (negative) fields missing."""
+
     count: int
+    header_width: int | None = None
+
+    def error(self, row_number: int) -> CellError:
+        if self.count > 0:
+            message = _("This row has %(count)d more value(s) than the header has columns.")
+            return CellError(row_number, "", "", "extra_values", message % {"count": self.count})
+        if self.header_width is None:
+            message = _("This row has %(count)d field(s) fewer than the header.")
+            values = {"count": -self.count}
+        else:
+            message = _("This row has %(fields)d fields; the header has %(width)d.")
+            values = {"fields": self.header_width + self.count, "width": self.header_width}
+        return CellError(row_number, "", "", "missing_values", message % values)
 
 
 def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:

@@ -23,12 +23,15 @@ from typing import Any
 
 import openpyxl
 import pytest
+from openpyxl.reader.excel import ExcelReader
 from openpyxl.utils.datetime import CALENDAR_MAC_1904
 
 from data_exchange_tool import services
+from data_exchange_tool.exceptions import TransitionRefused
 from data_exchange_tool.models import ImportJob
 from data_exchange_tool.reports import write_error_report
 from data_exchange_tool.states import JobState
+from tests.preview_rss import fat_gzip_csv, wide_csv, wide_gzip_csv
 from tests.testapp.models import StockRecord
 
 IMPORTER = "testapp.StockRecordImportJob"
@@ -183,6 +186,131 @@ def test_nul_byte_near_the_start_is_refused_as_binary(partners, flow):
     assert_refused(job, "not a CSV file", "binary data")
 
 
+@pytest.mark.django_db
+def test_a_row_with_too_few_fields_is_a_row_error_naming_both_counts(partners, flow):
+    shifted = row(2).replace("Item 2,", "Item 2 ", 1)  # a delimiter lost: 7 fields
+    job = preview(flow, HEADER + row(1) + shifted + row(3))
+    assert job.state == JobState.PREVIEW_SUCCEEDED
+    assert (job.valid_rows, job.invalid_rows) == (2, 1)
+    error = job.row_errors.get()
+    assert (error.row_number, error.code) == (3, "missing_values")
+    assert error.message == "This row has 7 fields; the header has 8."
+    with pytest.raises(TransitionRefused, match="1 row"):
+        confirm(flow, job)
+    assert StockRecord.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_blank_header_over_data_fails_the_preview_naming_the_column(partners, flow):
+    header = HEADER.replace("price,", ",price,")
+    body = row(1).replace(",1.50", ",,1.50") + row(2).replace(",2.50", ",oops,2.50")
+    job = preview(flow, header + body)
+    assert_refused(job, "Column 3 (C) has data but no header (first in row 3)")
+
+
+@pytest.mark.django_db
+def test_trailing_empty_columns_are_ignored(partners, flow):
+    body = "".join(line.replace("\n", ",,\n") for line in rows(3).splitlines(keepends=True))
+    job = preview(flow, HEADER.replace("\n", ",,\n") + body)
+    assert job.state == JobState.PREVIEW_SUCCEEDED, job.error_summary
+    assert (job.valid_rows, job.invalid_rows) == (3, 0)
+    assert confirm(flow, job).imported_rows == 3
+
+
+# Memory bounded by bytes ----------------------------------------------------------------------
+
+RSS_LIMIT_MIB = 400
+
+
+def preview_in_child(path: Path, *settings: str) -> dict[str, Any]:
+    """Preview ``path`` in a fresh process (default limits, real chunk size); its outcome."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.preview_rss", str(path), *settings],
+        capture_output=True, text=True, timeout=240, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, f"the child died ({done.returncode}): {done.stderr[-2000:]}"
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def wide_gzip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1 MB of gzip CSV whose 100 rows carry ten 1 MiB cells beyond the header (about 1 GB)."""
+    path = tmp_path_factory.mktemp("wide") / "wide.csv.gz"
+    assert wide_gzip_csv(path) < 1_100_000
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_gzip_csv_of_wide_rows_is_refused_as_a_bomb_in_bounded_memory(wide_gzip):
+    result = preview_in_child(wide_gzip)
+    assert result["state"] == JobState.PREVIEW_FAILED
+    assert "The compressed file expands more than 200 times" in result["reason"]
+    assert result["max_rss_mib"] < RSS_LIMIT_MIB, result
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_cells_beyond_the_header_are_row_errors_never_held_in_memory(wide_gzip):
+    result = preview_in_child(wide_gzip, "DATA_EXCHANGE_GZIP_MAX_COMPRESSION_RATIO=100000")
+    assert (result["state"], result["invalid_rows"]) == (JobState.PREVIEW_SUCCEEDED, 100)
+    assert result["max_rss_mib"] < RSS_LIMIT_MIB, result
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_wide_rows_within_the_header_are_chunked_by_bytes_in_bounded_memory(tmp_path):
+    path = tmp_path / "fat.csv.gz"
+    fat_gzip_csv(path)  # 150 rows of 5 MiB, about 750 MB of text
+    result = preview_in_child(path, "DATA_EXCHANGE_GZIP_MAX_COMPRESSION_RATIO=100000")
+    assert (result["state"], result["invalid_rows"]) == (JobState.PREVIEW_SUCCEEDED, 150)
+    assert result["max_rss_mib"] < RSS_LIMIT_MIB, result
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_csv_rows_of_sixty_megabytes_are_refused_in_bounded_memory(tmp_path):
+    path = tmp_path / "wide.csv"
+    wide_csv(path)
+    result = preview_in_child(path)
+    assert result["state"] == JobState.PREVIEW_FAILED
+    assert "Line 2 is longer than the limit of 16.0 MB" in result["reason"]
+    assert result["max_rss_mib"] < RSS_LIMIT_MIB, result
+
+
+@pytest.mark.django_db
+def test_extra_cells_are_dropped_as_read_and_reported(partners, flow, settings):
+    settings.DATA_EXCHANGE_CHUNK_SIZE = 10_000
+    extra = ("," + "x" * 1024**2) * 3
+    body = rows(2) + "".join(
+        line.replace("\n", extra + "\n") for line in rows(20, start=2).splitlines(keepends=True)
+    )
+    content = (HEADER + body).encode()
+    tracemalloc.start()
+    try:
+        job = preview(flow, content)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (job.valid_rows, job.invalid_rows) == (2, 20)
+    error = job.row_errors.order_by("row_number").first()
+    assert (error.row_number, error.code) == (4, "extra_values")
+    assert peak < len(content) / 2, f"peak {peak:,} bytes for a {len(content):,}-byte file"
+
+
+@pytest.mark.django_db
+def test_a_chunk_is_closed_by_bytes_as_well_as_rows(partners, flow, settings):
+    settings.DATA_EXCHANGE_CHUNK_SIZE = 10_000
+    name = "n" * 150
+    settings.DATA_EXCHANGE_CHUNK_MAX_BYTES = len(row(0, name=name)) * 5 // 2
+    body = "".join(row(i, name=name) for i in range(7))
+    job = preview(flow, HEADER + body)
+    assert job.state == JobState.PREVIEW_SUCCEEDED, job.error_summary
+    ledger = list(job.chunks.order_by("index").values_list("first_row", "row_count"))
+    assert ledger == [(2, 3), (5, 3), (8, 1)]
+    assert confirm(flow, job).imported_rows == 7
+
+
 # Error report: formula injection --------------------------------------------------------------
 
 TRIGGERS = ['=HYPERLINK("http://evil.example","x")', "+1", "-2", "@SUM(A1)", "\tP9", "\rP9"]
@@ -243,7 +371,8 @@ except FileRejected as exc:
     result = {"rejected": str(exc)}
 except MemoryError:
     result = {"memory_error": True}
-result["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from tests.preview_rss import peak_rss_kib  # ru_maxrss would count the parent's peak
+result["max_rss_kb"] = peak_rss_kib()
 print(json.dumps(result))
 """
 
@@ -298,20 +427,26 @@ SHARED_STRINGS_TYPE = (
 SST = b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
 
 
-def content_types_with_strings(base: bytes) -> Callable[[zipfile.ZipFile, str], None]:
+def content_types_with_strings(
+    base: bytes, part: str = "xl/sharedStrings.xml"
+) -> Callable[[zipfile.ZipFile, str], None]:
+    """``base``'s content types, declaring ``part`` as the shared strings (and no other)."""
     xml = zipfile.ZipFile(io.BytesIO(base)).read("[Content_Types].xml")
-    return bytes_member(xml.replace(b"</Types>", SHARED_STRINGS_TYPE))
+    xml = re.sub(rb'<Override PartName="[^"]*"[^>]*sharedStrings\+xml"\s*/>', b"", xml)
+    override = SHARED_STRINGS_TYPE.replace(b"/xl/sharedStrings.xml", b"/" + part.encode())
+    return bytes_member(xml.replace(b"</Types>", override))
 
 
-def with_shared_strings(strings: Callable[[zipfile.ZipFile, str], None], path: Path) -> bytes:
-    """A one-cell workbook whose shared-strings part is written by ``strings``."""
+def with_shared_strings(
+    strings: Callable[[zipfile.ZipFile, str], None],
+    path: Path,
+    part: str = "xl/sharedStrings.xml",
+) -> bytes:
+    """A one-cell workbook whose shared-strings part, ``part``, is written by ``strings``."""
     base = workbook([["sku"], ["A"]])
     return replace_members(
         base,
-        {
-            "xl/sharedStrings.xml": strings,
-            "[Content_Types].xml": content_types_with_strings(base),
-        },
+        {part: strings, "[Content_Types].xml": content_types_with_strings(base, part)},
         path,
     )
 
@@ -353,7 +488,7 @@ def external_entity(path: Path) -> bytes:
     return with_shared_strings(bytes_member(strings), path)
 
 
-def huge_shared_strings(path: Path) -> bytes:
+def huge_shared_strings(path: Path, part: str = "xl/sharedStrings.xml") -> bytes:
     """About 370 MB of distinct shared strings: past the 256 MiB limit, compressed ~10:1."""
 
     def strings(target: zipfile.ZipFile, name: str) -> None:
@@ -370,7 +505,7 @@ def huge_shared_strings(path: Path) -> bytes:
                 )
             member.write(b"</sst>")
 
-    return with_shared_strings(strings, path)
+    return with_shared_strings(strings, path, part)
 
 
 def absurd_dimension(path: Path) -> bytes:
@@ -386,6 +521,10 @@ HOSTILE_XLSX: dict[str, tuple[Callable[[Path], bytes], str]] = {
     "billion_laughs": (billion_laughs, "forbidden XML"),
     "external_entity": (external_entity, "forbidden XML"),
     "huge_shared_strings": (huge_shared_strings, "table of texts (xl/sharedStrings.xml)"),
+    "renamed_shared_strings": (
+        lambda p: huge_shared_strings(p, "xl/strs.xml"),
+        "table of texts (xl/strs.xml)",
+    ),
     "not_a_zip": (lambda p: b"sku,name\nA,b\n", "not a zip archive"),
 }
 
@@ -403,6 +542,22 @@ def test_hostile_xlsx_is_refused_under_a_memory_cap(partners, flow, tmp_path, ca
     assert reason in result.get("rejected", ""), result
     job = preview(flow, data, name="book.xlsx")
     assert_refused(job, reason)
+
+
+@pytest.mark.django_db
+def test_shared_strings_limit_finds_the_part_by_its_content_type(
+    partners, flow, settings, tmp_path
+):
+    settings.DATA_EXCHANGE_XLSX_MAX_SHARED_STRINGS_BYTES = 10_000
+    texts = SST + b"".join(b"<si><t>text %d</t></si>" % i for i in range(2000)) + b"</sst>"
+    data = with_shared_strings(bytes_member(texts), tmp_path / "strs.xlsx", "xl/strs.xml")
+    assert "xl/sharedStrings.xml" not in zipfile.ZipFile(io.BytesIO(data)).namelist()
+    reader = ExcelReader(io.BytesIO(data), read_only=True)
+    reader.read_manifest()
+    reader.read_strings()
+    assert len(reader.shared_strings) == 2000, "openpyxl loads the part whole"
+    job = preview(flow, data, name="book.xlsx")
+    assert_refused(job, "table of texts (xl/strs.xml) is 47.8 KB unzipped; the limit is 9.8 KB")
 
 
 @pytest.mark.slow

@@ -198,6 +198,36 @@ def test_empty_header_cells_are_kept_for_the_caller_to_report():
     assert read_csv(b"id,,name\n1,2,3\n").header == ["id", "", "name"]
 
 
+def test_a_blank_header_over_data_is_refused_naming_the_column():
+    reader = read_csv(b"id,,name\n1,,a\n2,x,b\n")
+    seen = []
+    with pytest.raises(FileRejected) as caught:
+        seen.extend(reader.rows())
+    assert seen == [(2, ["1", None, "a"])]
+    assert str(caught.value) == (
+        "Column 2 (B) has data but no header (first in row 3): name the column in the "
+        "header row, or delete the column."
+    )
+    assert caught.value.line == 3
+
+
+def test_a_trailing_blank_header_over_data_is_refused_not_taken_for_extra_values():
+    error = rejection(lambda: all_rows(read_csv(b"id,name,,\n1,a,,\n2,b,,x\n")))
+    assert str(error).startswith("Column 4 (D) has data but no header (first in row 3)")
+
+
+def test_trailing_empty_columns_are_ignored():
+    reader = read_csv(b"id,name,,\n1,a,,\n2,b\n")
+    assert reader.header == ["id", "name"]
+    assert all_rows(reader) == [(2, ["1", "a", None, None]), (3, ["2", "b"])]
+
+
+def test_column_letters_go_past_z():
+    header = b",".join([b"c%d" % i for i in range(27)] + [b""])
+    error = rejection(lambda: all_rows(read_csv(header + b"\n" + b"1," * 28 + b"\n")))
+    assert str(error).startswith("Column 28 (AB) has data but no header")
+
+
 # CSV: refusals
 
 
@@ -261,6 +291,25 @@ def test_gzip_csv_is_decompressed_on_the_fly():
     reader = open_table("csv", OneWayStream(gzip.compress(b"id;name\n1;a\n2;b\n")), ReadOptions())
     assert reader.detected == {"compression": "gzip", "encoding": "utf-8", "delimiter": ";"}
     assert all_rows(reader) == [(2, ["1", "a"]), (3, ["2", "b"])]
+
+
+def test_gzip_expanding_past_the_ratio_limit_is_refused_early():
+    data = gzip.compress(b"id,name\n" + b"1," + b"x" * 50 * 1024**2 + b"\n")
+    reader = read_csv(data)
+    with pytest.raises(FileRejected) as caught:
+        all_rows(reader)
+    assert str(caught.value).startswith(
+        "The compressed file expands more than 200 times when decompressed (line 2); the "
+        "limit is 200 times. The file looks like a compression bomb."
+    )
+
+
+def test_gzip_ratio_limit_is_an_option_and_small_files_are_not_checked():
+    data = gzip.compress(b"id,name\n" + (b"1," + b"x" * 900_000 + b"\n") * 2)
+    assert "compression bomb" in str(rejection(lambda: all_rows(read_csv(data))))
+    assert len(all_rows(read_csv(data, gzip_max_compression_ratio=5000))) == 2
+    small = gzip.compress(b"id,name\n" + b"1,a\n" * 100_000)
+    assert len(all_rows(read_csv(small))) == 100_000
 
 
 def test_truncated_gzip_is_refused():
@@ -505,9 +554,72 @@ def test_header_is_the_first_non_empty_row():
     assert all_rows(reader) == [(4, ["1", "a"])]
 
 
-def test_xlsx_rows_are_padded_to_the_header_and_extra_values_kept():
-    data = workbook_bytes([["a", "b", "c"], [1], [1, 2, 3, 4]])
-    assert all_rows(read_xlsx(data)) == [(2, ["1", None, None]), (3, ["1", "2", "3", "4"])]
+def test_xlsx_rows_are_padded_to_the_header():
+    data = workbook_bytes([["a", "b", "c"], [1], [1, 2, 3]])
+    assert all_rows(read_xlsx(data)) == [(2, ["1", None, None]), (3, ["1", "2", "3"])]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            [["a", "b", "c"], [1], [1, 2, 3, 4]],
+            "Column 4 (D) has data but no header (first in row 3)",
+        ),
+        (
+            [["a", None, "c"], [1, None, 3], [1, 2]],
+            "Column 2 (B) has data but no header (first in row 3)",
+        ),
+    ],
+)
+def test_xlsx_data_under_a_blank_header_is_refused_naming_the_column(rows, message):
+    error = rejection(lambda: all_rows(read_xlsx(workbook_bytes(rows))))
+    assert str(error).startswith(message)
+
+
+def test_xlsx_blank_header_columns_without_data_are_ignored():
+    data = workbook_bytes([["a", None, "c", None], [1, None, 3], [4, None, None, None]])
+    reader = read_xlsx(data)
+    assert reader.header == ["a", "", "c"]
+    assert all_rows(reader) == [(2, ["1", None, "3"]), (3, ["4", None, None])]
+
+
+def styled_workbook(rows: list[list[tuple[object, str]]]) -> bytes:
+    """A workbook of ``(value, number format)`` cells."""
+    workbook = openpyxl.Workbook()
+    for values in rows:
+        workbook.active.append([value for value, _ in values])
+        for cell, (_, number_format) in zip(
+            workbook.active[workbook.active.max_row], values, strict=True
+        ):
+            cell.number_format = number_format
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def test_xlsx_zero_padded_numbers_read_as_excel_shows_them():
+    data = styled_workbook(
+        [
+            [("zip", "General"), ("code", "General"), ("neg", "General"), ("float", "General")],
+            [(123, "00000"), (7, "000"), (-42, "00000"), (123.0, "00000")],
+            [(123456, "00000"), (0, "0000"), (5, "0"), (12.5, "00000")],
+        ]
+    )
+    assert all_rows(read_xlsx(data)) == [
+        (2, ["00123", "007", "-00042", "00123"]),
+        (3, ["123456", "0000", "5", "12.5"]),
+    ]
+
+
+def test_xlsx_text_formatted_numbers_read_as_excel_shows_them():
+    data = styled_workbook(
+        [
+            [("id", "General"), ("ratio", "General"), ("day", "General")],
+            [(123, "@"), (0.1 + 0.2, "@"), (datetime.date(2024, 1, 2), "@")],
+        ]
+    )
+    assert all_rows(read_xlsx(data)) == [(2, ["123", "0.3", "45293"])]
 
 
 def test_xlsx_reads_from_a_non_seekable_stream(tmp_path):
@@ -588,7 +700,17 @@ def test_workbook_expanding_over_the_limit_is_refused():
 
 
 def test_oversized_shared_strings_are_refused():
-    data = rewrite_zip(workbook_bytes([["id"]]), {"xl/sharedStrings.xml": b"<sst/>" * 100})
+    declared = (
+        b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+        b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>'
+    )
+    data = rewrite_zip(
+        workbook_bytes([["id"]]),
+        {
+            "xl/sharedStrings.xml": b"<sst/>" * 100,
+            "[Content_Types].xml": lambda xml: xml.replace(b"</Types>", declared),
+        },
+    )
     error = rejection(lambda: read_xlsx(data, xlsx_max_shared_strings_bytes=100))
     assert "xl/sharedStrings.xml) is 600 bytes unzipped; the limit is 100 bytes" in str(error)
 

@@ -15,13 +15,15 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Protocol
 
-from .base import ReadOptions, Row, TableReader, human_size, reject
+from .base import ReadOptions, Row, TableReader, check_unnamed, human_size, named_columns, reject
 
 BLOCK_SIZE = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")
 GZIP_MAGIC = b"\x1f\x8b"
 #: leading lines searched for the header line the delimiter is detected from
 SNIFF_LINES = 1000
+#: decompressed text below this size is not checked for its compression ratio
+RATIO_CHECK_MIN_BYTES = 1024 * 1024
 
 _LINE_OR_REST = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 #: characters str.splitlines() breaks at besides "\r" and "\n"; csv does not
@@ -58,6 +60,46 @@ class PrefixedStream:
             data, self._prefix = self._prefix + self._stream.read(), b""
             return data
         data, self._prefix = self._prefix[:size], self._prefix[size:]
+        return data
+
+
+class CountingStream:
+    """A read-only stream that counts the bytes read from ``stream``."""
+
+    def __init__(self, stream: Readable) -> None:
+        self._stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.count += len(data)
+        return data
+
+
+class CompressionBomb(Exception):
+    """Decompressed data expanded more than ``limit`` times the compressed bytes read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+class RatioGuard:
+    """Decompressed data, refused once it is more than ``limit`` times the compressed bytes
+    ``compressed`` has read (past :data:`RATIO_CHECK_MIN_BYTES`), so a small file cannot
+    expand into gigabytes."""
+
+    def __init__(self, decompressed: Readable, compressed: CountingStream, limit: int) -> None:
+        self._decompressed = decompressed
+        self._compressed = compressed
+        self._limit = limit
+        self._size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._decompressed.read(size)
+        self._size += len(data)
+        if self._size > RATIO_CHECK_MIN_BYTES and self._size > self._limit * self._compressed.count:
+            raise CompressionBomb(self._limit)
         return data
 
 
@@ -126,13 +168,18 @@ class LineSource:
                 rest.append(text)
                 self._check_length(rest)
                 continue
-            lines = split_lines("".join(rest) + text)
+            rest.append(text)
+            text = "".join(rest)  # a long line is held twice here at most, never three times
+            rest.clear()
+            lines = split_lines(text)
+            del text
             # the last line waits for more text unless it ends with "\n" ("\r" may be "\r\n")
             rest = [lines.pop()] if lines and not final and not lines[-1].endswith("\n") else []
             self._check_length(rest)
-            for line in lines:
+            lines.reverse()
+            while lines:  # popped, so a line given out is not also held by the list
                 self.number += 1
-                yield self.number, line
+                yield self.number, lines.pop()
 
     def _read_block(self) -> bytes:
         try:
@@ -141,6 +188,13 @@ class LineSource:
             raise reject(
                 f"The compressed file is damaged or cut short (line {self.number + 1})."
             ) from error
+        except CompressionBomb as error:
+            raise reject(
+                f"The compressed file expands more than {error.limit:,} times when decompressed "
+                f"(line {self.number + 1}); the limit is {error.limit:,} times. The file looks "
+                "like a compression bomb.",
+                self.number + 1,
+            ) from None
 
     def _decode(self, block: bytes, final: bool, rest: list[str]) -> str:
         try:
@@ -205,6 +259,7 @@ class CsvReader(TableReader):
         self._record_start = 0
         self._record_chars = 0
         self._row_number = 0
+        self.chars_read = 0
         lines = iter(self._line_source(self._open_source(stream)))
         leading, delimiter = self._sniff(lines, tsv=tsv)
         self.detected["delimiter"] = delimiter
@@ -213,15 +268,18 @@ class CsvReader(TableReader):
             self._feed(leading), delimiter=delimiter, quotechar='"', doublequote=True,
             strict=True,
         )
-        self.header_row, self.header = self._read_header()
+        self.header_row, raw_header = self._read_header()
+        self.header, self._unnamed = named_columns(raw_header)
 
     def _open_source(self, stream: Readable) -> Readable:
-        """``stream``, decompressed when it is gzip."""
+        """``stream``, decompressed when it is gzip (within the ratio limit)."""
         head = read_head(stream, len(GZIP_MAGIC))
         source = PrefixedStream(head, stream)
         if head == GZIP_MAGIC:
             self.detected["compression"] = "gzip"
-            return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[arg-type]
+            compressed = CountingStream(source)
+            unzipped = gzip.GzipFile(fileobj=compressed, mode="rb")  # type: ignore[arg-type]
+            return RatioGuard(unzipped, compressed, self._options.gzip_max_compression_ratio)
         return source
 
     def _line_source(self, source: Readable) -> LineSource:
@@ -289,6 +347,7 @@ class CsvReader(TableReader):
             self._row_number += 1
             if self._record_chars > self._options.max_field_bytes:
                 self._check_fields(record)
+        self.chars_read += self._record_chars
         self._record_chars = 0
         return record
 
@@ -340,8 +399,13 @@ class CsvReader(TableReader):
         return self._row_number, record
 
     def rows(self) -> Iterator[Row]:
-        """``(row number, cells)`` for every non-blank record after the header."""
+        """``(row number, cells)`` for every non-blank record after the header.
+
+        Records are given with as many cells as they have fields, whatever the header's
+        width. A value under a blank header cell is refused (:func:`check_unnamed`).
+        """
         max_rows = self._options.max_rows
+        unnamed = self._unnamed
         while (record := self._next_record()) is not None:
             if self._row_number - self.header_row > max_rows:
                 raise reject(
@@ -351,6 +415,8 @@ class CsvReader(TableReader):
                 )
             cells = [field or None for field in record]
             if any(cells):
+                if unnamed:
+                    check_unnamed(cells, unnamed, self._row_number)
                 yield self._row_number, cells
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ safely. Zip bombs are a zip matter, so the declared sizes are checked before par
 from __future__ import annotations
 
 import datetime
+import re
 import tempfile
 import zipfile
 import zlib
@@ -18,14 +19,31 @@ from xml.etree.ElementTree import ParseError
 import openpyxl
 from defusedxml import DefusedXmlException
 from openpyxl.cell.read_only import EmptyCell
+from openpyxl.packaging.manifest import Manifest
 from openpyxl.styles.numbers import is_datetime
 from openpyxl.utils.datetime import CALENDAR_MAC_1904
+from openpyxl.xml.constants import ARC_CONTENT_TYPES, SHARED_STRINGS
+from openpyxl.xml.functions import fromstring
 
-from .base import FileRejected, ReadOptions, Row, TableReader, human_size, reject
+from .base import (
+    FileRejected,
+    ReadOptions,
+    Row,
+    TableReader,
+    check_unnamed,
+    human_size,
+    named_columns,
+    reject,
+    unnamed_column,
+)
 
 COPY_BLOCK = 1024 * 1024
 #: members smaller than this are not checked for their compression ratio
 RATIO_CHECK_MIN_BYTES = 1024 * 1024
+#: the largest ``[Content_Types].xml`` read to find the shared strings (real ones are ~2 KB)
+CONTENT_TYPES_MAX_BYTES = 1024 * 1024
+#: a number format that pads integers with zeros, e.g. "00000" (shows 123 as 00123)
+ZERO_PADDING = re.compile(r"0+")
 #: errors openpyxl lets through from a damaged or hostile sheet while reading rows
 READ_ERRORS = (
     zipfile.BadZipFile,
@@ -76,7 +94,12 @@ def check_archive(file: IO[bytes], options: ReadOptions) -> None:
     _check_total(members, options.xlsx_max_uncompressed_bytes)
     for member in members:
         _check_ratio(member, options.xlsx_max_compression_ratio)
-        _check_shared_strings(member, options.xlsx_max_shared_strings_bytes)
+    by_name = {member.filename: member for member in members}
+    with zipfile.ZipFile(file) as archive:
+        parts = shared_strings_parts(archive, by_name)
+    file.seek(0)
+    for name in parts:
+        _check_shared_strings(by_name[name], options.xlsx_max_shared_strings_bytes)
 
 
 def _check_total(members: Iterable[zipfile.ZipInfo], limit: int) -> None:
@@ -99,8 +122,34 @@ def _check_ratio(member: zipfile.ZipInfo, limit: int) -> None:
         )
 
 
+def shared_strings_parts(
+    archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]
+) -> list[str]:
+    """The members openpyxl would load whole as the table of texts (shared strings).
+
+    openpyxl finds that part by its content type in ``[Content_Types].xml``, whatever its
+    name; this reads the manifest the same way. A manifest openpyxl cannot read gives none
+    here: :func:`load` then refuses the workbook with the reason.
+    """
+    manifest = members.get(ARC_CONTENT_TYPES)
+    if manifest is None:
+        return []
+    if manifest.file_size > CONTENT_TYPES_MAX_BYTES:
+        raise reject(
+            f"The workbook's list of parts ({ARC_CONTENT_TYPES}) is "
+            f"{human_size(manifest.file_size)}; the limit is "
+            f"{human_size(CONTENT_TYPES_MAX_BYTES)}. The file may be malicious."
+        )
+    try:
+        package = Manifest.from_tree(fromstring(archive.read(ARC_CONTENT_TYPES)))
+    except Exception:  # damaged or forbidden XML: load() says which
+        return []
+    names = (part.PartName[1:] for part in package.findall(SHARED_STRINGS))
+    return [name for name in names if name in members]
+
+
 def _check_shared_strings(member: zipfile.ZipInfo, limit: int) -> None:
-    if "sharedstrings" not in member.filename.lower() or member.file_size <= limit:
+    if member.file_size <= limit:
         return
     raise reject(
         f"The workbook's table of texts ({member.filename}) is {human_size(member.file_size)} "
@@ -161,11 +210,13 @@ def render(cell: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(value)
+        return zero_padded(value, cell.number_format)
     if isinstance(value, float):
-        if value.is_integer() and abs(value) >= EXACT_DIGITS_LIMIT:
+        if not value.is_integer():
+            return render_float(value)
+        if abs(value) >= EXACT_DIGITS_LIMIT:
             raise _lossy_number(cell, value)
-        return render_float(value)
+        return zero_padded(int(value), cell.number_format)
     if isinstance(value, datetime.datetime):
         return render_datetime(value, cell.number_format)
     if isinstance(value, datetime.date | datetime.time):
@@ -187,6 +238,15 @@ def _lossy_number(cell: Any, value: float) -> FileRejected:
         "again.",
         getattr(cell, "row", None),
     )
+
+
+def zero_padded(value: int, number_format: str | None) -> str:
+    """An integer as its number format shows it when that pads with zeros ("00000": 00123),
+    else as General shows it ("123"). Other formats are not applied (see the README)."""
+    if not number_format or not ZERO_PADDING.fullmatch(number_format):
+        return str(value)
+    digits = str(abs(value)).zfill(len(number_format))
+    return f"-{digits}" if value < 0 else digits
 
 
 def render_float(value: float) -> str:
@@ -238,6 +298,7 @@ class XlsxReader(TableReader):
         self._options = options
         self._file: IO[bytes] | None = spool(stream, options)
         self._workbook: Any = None
+        self.chars_read = 0
         try:
             check_archive(self._file, options)
             self._workbook = load(self._file)
@@ -252,7 +313,7 @@ class XlsxReader(TableReader):
         except BaseException:
             self.close()
             raise
-        self.header = [cell or "" for cell in header]
+        self.header, self._unnamed = named_columns([cell or "" for cell in header])
 
     def _read(self, rows: Iterator[tuple[Any, ...]]) -> Iterator[Row]:
         """Non-blank rows as ``(row number, cells)``, trailing empty cells dropped."""
@@ -265,6 +326,7 @@ class XlsxReader(TableReader):
                 if values:
                     last = row_number(cells) or last + 1
                     self._check_values(values, last)
+                    self.chars_read += sum(map(len, filter(None, values)))
                     yield last, values
         except READ_ERRORS as error:
             raise reject(
@@ -285,10 +347,11 @@ class XlsxReader(TableReader):
         """``(row number, cells)`` for every non-blank row after the header.
 
         Rows shorter than the header are padded with ``None`` (an XLSX row has no length of
-        its own); rows with values beyond the header keep them.
+        its own). A value under a blank header cell, or beyond the header, is refused.
         """
         width = len(self.header)
         max_rows = self._options.max_rows
+        unnamed = self._unnamed
         for number, cells in self._rows:
             if number - self.header_row > max_rows:
                 raise reject(
@@ -298,6 +361,10 @@ class XlsxReader(TableReader):
                 )
             if len(cells) < width:
                 cells.extend([None] * (width - len(cells)))
+            if unnamed:
+                check_unnamed(cells, unnamed, number)
+            if len(cells) > width:
+                raise unnamed_column(_first_value(cells, width), number)
             yield number, cells
 
     def close(self) -> None:
@@ -310,5 +377,9 @@ class XlsxReader(TableReader):
             self._file = None
 
 
-__all__ = ["XlsxReader", "check_archive", "render", "spool"]
+def _first_value(cells: list[str | None], start: int) -> int:
+    """The index of the first non-empty cell from ``start`` on."""
+    return next(i for i in range(start, len(cells)) if cells[i] is not None)
 
+
+__all__ = ["XlsxReader", "check_archive", "render", "spool"]

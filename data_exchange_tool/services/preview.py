@@ -111,10 +111,12 @@ def read_options(job: ImportJob) -> ReadOptions:
         delimiter=job.delimiter,
         sheet_name=job.sheet_name,
         max_field_bytes=s.MAX_FIELD_BYTES,
+        max_record_bytes=s.MAX_RECORD_BYTES,
         max_rows=s.MAX_ROWS,
         xlsx_max_uncompressed_bytes=s.XLSX_MAX_UNCOMPRESSED_BYTES,
         xlsx_max_compression_ratio=s.XLSX_MAX_COMPRESSION_RATIO,
         xlsx_max_shared_strings_bytes=s.XLSX_MAX_SHARED_STRINGS_BYTES,
+        gzip_max_compression_ratio=s.GZIP_MAX_COMPRESSION_RATIO,
         temp_dir=s.TEMP_DIR,
     )
 
@@ -129,6 +131,7 @@ def _split(job: ImportJob) -> None:
         file_format = detect_format(job.original_name, stream.read(HEAD_BYTES))
     importer = job.importer_options
     chunk_size = importer.chunk_size or app_settings.CHUNK_SIZE
+    max_chars = app_settings.CHUNK_MAX_BYTES
     with _open_source(job) as stream, open_table(file_format, stream, read_options(job)) as table:
         field_indexes = match_header(table.header, importer)
         column_map = {name: table.header[i].strip() for name, i in field_indexes.items()}
@@ -136,12 +139,14 @@ def _split(job: ImportJob) -> None:
         ImportJob.objects.filter(pk=job.pk).update(
             file_format=file_format, header=list(column_map.values()), column_map=column_map
         )
-        builder = chunks.ChunkBuilder(field_indexes)
+        builder = chunks.ChunkBuilder(field_indexes, len(table.header))
         ledger: list[ImportChunk] = []
+        chunk_start = table.chars_read
         for row_number, cells in table.rows():
             builder.add(row_number, cells)
-            if len(builder) >= chunk_size:
+            if len(builder) >= chunk_size or table.chars_read - chunk_start >= max_chars:
                 ledger.append(_store_chunk(job, len(ledger), builder))
+                chunk_start = table.chars_read
         if len(builder):
             ledger.append(_store_chunk(job, len(ledger), builder))
         detected = table.detected
