@@ -14,9 +14,13 @@ from ..conf import app_settings
 from ..exceptions import FileRejected, ImportLockHeld, SourceChanged, TransitionRefused
 from ..locks import ContentTypeLock
 from ..models import ImportChunk, ImportJob
+from ..options import ImporterOptions
+from ..readers import detect_format
 from ..states import ChunkState, FailureKind, JobState
 from ..storage import display_name, import_storage
 from . import transitions
+
+HEAD_BYTES = 8192  # what the format is told from, as the preview does
 
 
 def create_job(
@@ -41,6 +45,7 @@ def create_job(
         raise FileRejected(
             f"The file is {size:,} bytes; the limit is {app_settings.MAX_FILE_BYTES:,} bytes."
         )
+    _refuse_unaccepted_format(options, original, upload)
     job = ImportJob(
         id=uuid.uuid4(),
         importer=importer,
@@ -59,6 +64,23 @@ def create_job(
         job.save(force_insert=True)
         dispatch.send_on_commit(dispatch.RUN_PREVIEW, [str(job.pk)], app_settings.PREVIEW_QUEUE)
     return job
+
+
+def _refuse_unaccepted_format(options: ImporterOptions, name: str, upload: IO[bytes]) -> None:
+    """Raise :class:`FileRejected` if the file is of a format the importer does not accept.
+
+    A file whose format cannot be told is left to the preview, which says why it cannot be read.
+    """
+    upload.seek(0)
+    head = upload.read(HEAD_BYTES)
+    upload.seek(0)
+    try:
+        file_format = detect_format(name, head)
+    except FileRejected:
+        return
+    refusal = options.format_refusal(file_format, name)
+    if refusal:
+        raise FileRejected(refusal)
 
 
 def delete_job(job: ImportJob) -> None:

@@ -95,6 +95,9 @@ def _split(job: ImportJob) -> None:
     with _open_source(job) as stream:
         file_format = detect_format(job.original_name, stream.read(HEAD_BYTES))
     importer = job.importer_options
+    refusal = importer.format_refusal(file_format, job.original_name)
+    if refusal:
+        raise FileRejected(refusal)
     chunk_size = importer.chunk_size or app_settings.CHUNK_SIZE
     with _open_source(job) as stream, open_table(file_format, stream, read_options(job)) as table:
         field_indexes = match_header(table.header, importer)
