@@ -10,13 +10,15 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import openpyxl
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import reverse
 
 from data_exchange_tool import registry, services
@@ -153,3 +155,126 @@ def test_a_stored_file_of_a_format_the_importer_no_longer_accepts_fails_the_prev
         "This importer accepts only CSV files; “stock.xlsx” is an XLSX workbook."
     )
     assert job.chunks.count() == 0
+
+
+# -- DATA_EXCHANGE_MAX_FILE_BYTES while the body streams ----------------------------------------
+
+LIMIT = 100_000
+
+
+class CountingInput:
+    """A request body read as a server reads it from the socket, counting what was read."""
+
+    def __init__(self, body: bytes) -> None:
+        self.stream = io.BytesIO(body)
+        self.size = len(body)
+
+    @property
+    def read_bytes(self) -> int:
+        return self.stream.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self.stream.read(size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self.stream.readline(size)
+
+
+class RecordingUploadHandler(FileUploadHandler):
+    """Stands beside Django's own handlers: records the file bytes they were given to store."""
+
+    stored: ClassVar[list[int]] = []
+
+    def new_file(self, *args: Any, **kwargs: Any) -> None:
+        super().new_file(*args, **kwargs)
+        RecordingUploadHandler.stored.append(0)
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        RecordingUploadHandler.stored[-1] += len(raw_data)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None
+
+
+@pytest.fixture
+def small_limit(settings: Any) -> None:
+    settings.DATA_EXCHANGE_MAX_FILE_BYTES = LIMIT
+    settings.FILE_UPLOAD_HANDLERS = [
+        "tests.test_uploads.RecordingUploadHandler",
+        *settings.FILE_UPLOAD_HANDLERS,
+    ]
+    RecordingUploadHandler.stored = []
+
+
+def post_body(client: Client, admin_name: str, file_bytes: bytes) -> tuple[Any, CountingInput]:
+    fields: dict[str, Any] = {"file": SimpleUploadedFile("big.csv", file_bytes)}
+    if admin_name == GENERIC:
+        fields = {"importer": IMPORTER, **fields}
+    body = encode_multipart(BOUNDARY, fields)
+    counting = CountingInput(body)
+    response = client.generic(
+        "POST", add_url(admin_name), body, MULTIPART_CONTENT, **{"wsgi.input": counting}
+    )
+    return response, counting
+
+
+def big_csv(size: int) -> bytes:
+    line = b"SKU1,One,1.00,1,W1,true,,P1\n"
+    return HEADER.encode() + line * (size // len(line) + 1)
+
+
+@pytest.mark.parametrize("admin_name", [GENERIC, PROXY])
+def test_a_body_far_beyond_the_limit_is_refused_before_it_is_read(
+    admin_client: Client, small_limit: None, admin_name: str
+) -> None:
+    response, body = post_body(admin_client, admin_name, big_csv(40 * LIMIT))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["file"] == [
+        "The file is larger than the upload limit of 100,000 bytes; nothing was stored."
+    ]
+    assert "larger than the upload limit of 100,000 bytes" in response.content.decode()
+    assert body.read_bytes < 2 * LIMIT < body.size // 20, "the body was read on"
+    assert sum(RecordingUploadHandler.stored) <= LIMIT
+    assert ImportJob.objects.count() == 0
+
+
+def test_a_file_just_over_the_limit_stops_being_stored_at_the_limit(
+    admin_client: Client, small_limit: None
+) -> None:
+    """The declared body size leaves room for the form's other fields, so the handler counts."""
+    response, _body = post_body(admin_client, GENERIC, big_csv(LIMIT + 10_000))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["file"] == [
+        "The file is larger than the upload limit of 100,000 bytes; nothing was stored."
+    ]
+    assert RecordingUploadHandler.stored and sum(RecordingUploadHandler.stored) <= LIMIT
+    assert ImportJob.objects.count() == 0
+
+
+def test_a_file_within_the_limit_is_uploaded_whole(
+    admin_client: Client,
+    small_limit: None,
+    partners: list[Partner],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    content = big_csv(LIMIT - 1000)
+    with django_capture_on_commit_callbacks(execute=True):
+        response, body = post_body(admin_client, GENERIC, content)
+    assert response.status_code == 302, response.content.decode()[:500]
+    assert body.read_bytes == body.size
+    job = ImportJob.objects.get()
+    assert job.file_size == len(content)
+    assert job.state == JobState.PREVIEW_SUCCEEDED
+
+
+def test_the_upload_view_still_checks_the_csrf_token(admin_user: Any) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    data = {"importer": IMPORTER, "file": SimpleUploadedFile("s.csv", (HEADER + ROWS).encode())}
+    assert client.post(add_url(), data).status_code == 403
+    client.get(add_url())
+    token = client.cookies["csrftoken"].value
+    data["file"].seek(0)
+    response = client.post(add_url(), {**data, "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
