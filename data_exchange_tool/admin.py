@@ -33,8 +33,10 @@ from django.http import (
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.text import capfirst
+from django.utils.timezone import localtime
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -491,14 +493,26 @@ class ImportJobAdmin(admin.ModelAdmin):
             allowed
             and job.state == JobState.IMPORT_FAILED
             and job.failure_kind == FailureKind.FAULT
+            and job.files_removed_at is None
         )
         return {
+            "files_removed_message": self.files_removed_message(job),
             "show_confirm": show_confirm,
             "confirm_refusals": services.confirm_refusals(job) if show_confirm else [],
             "confirm_url": self.job_url(job, "confirm") if show_confirm else "",
             "show_resume": show_resume,
             "resume_url": self.job_url(job, "resume") if show_resume else "",
         }
+
+    def files_removed_message(self, job: ImportJob) -> str:
+        """What the page says of a job whose stored files were removed; empty otherwise."""
+        if job.files_removed_at is None:
+            return ""
+        return gettext(
+            "The stored file and its chunks were removed on %(date)s, as "
+            "DATA_EXCHANGE_KEEP_FILES_FOR sets for finished jobs. The counts and row errors "
+            "stay; to import these rows, upload the file again."
+        ) % {"date": date_format(localtime(job.files_removed_at), "DATETIME_FORMAT")}
 
     # -- the error report ------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ warnings.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Tags, register
@@ -50,8 +51,7 @@ def check_importers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
         if missing:
             messages.append(
                 Error(
-                    f"{label}: Meta.unique_fields {missing} are not fields of "
-                    f"{model._meta.label}.",
+                    f"{label}: Meta.unique_fields {missing} are not fields of {model._meta.label}.",
                     obj=label,
                     id="data_exchange_tool.E002",
                 )
@@ -82,8 +82,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="data_exchange_tool.E003",
                 )
             )
+    messages.extend(_check_retention())
     if messages:
         return messages
+    messages.extend(_check_private_files())
     if app_settings.REDIS_URL and app_settings.LOCK_TIMEOUT <= app_settings.CHUNK_TIME_LIMIT:
         messages.append(
             CheckWarning(
@@ -95,6 +97,41 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     messages.extend(_check_celery())
     return messages
+
+
+def _check_retention() -> list[CheckMessage]:
+    keep = app_settings.KEEP_FILES_FOR
+    if keep is None or (isinstance(keep, int | float) and keep > 0):
+        return []
+    return [
+        Error(
+            f"DATA_EXCHANGE_KEEP_FILES_FOR must be a positive number of seconds or None "
+            f"(keep forever), got {keep!r}.",
+            id="data_exchange_tool.E003",
+        )
+    ]
+
+
+def _check_private_files() -> list[CheckMessage]:
+    """The private folder of import files is not inside MEDIA_ROOT, which may be served."""
+    from django.conf import settings
+
+    from .storage import private_location, storage_alias_defined
+
+    if app_settings.S3_BUCKET_NAME or storage_alias_defined() or not settings.MEDIA_ROOT:
+        return []
+    location = private_location()
+    media = Path(settings.MEDIA_ROOT).resolve()
+    if location != media and media not in location.parents:
+        return []
+    return [
+        CheckWarning(
+            f"The private folder of import files, {location}, is inside MEDIA_ROOT ({media}): "
+            "uploaded files may be served to anyone who guesses their path.",
+            hint="Set DATA_EXCHANGE_FILES_DIR to a folder outside MEDIA_ROOT.",
+            id="data_exchange_tool.W020",
+        )
+    ]
 
 
 def _check_celery() -> list[CheckMessage]:

@@ -18,7 +18,7 @@ from ..options import ImporterOptions
 from ..readers import detect_format
 from ..states import ChunkState, FailureKind, JobState
 from ..storage import display_name, import_storage
-from . import transitions
+from . import retention, transitions
 
 HEAD_BYTES = 8192  # what the format is told from, as the preview does
 
@@ -98,6 +98,8 @@ def delete_job(job: ImportJob) -> None:
 
 def confirm_refusals(job: ImportJob) -> list[str]:
     """Why Confirm Import would be refused now; empty when it is allowed."""
+    if job.files_removed_at is not None:
+        return [retention.files_removed_refusal()]
     if job.state != JobState.PREVIEW_SUCCEEDED:
         return [
             f"The job is {job.get_state_display().lower()}; only a job whose preview succeeded "
@@ -181,6 +183,8 @@ def _check_source_unchanged(job: ImportJob) -> None:
 def resume_import(job_id: Any, *, user: Any = None) -> ImportJob:
     """Run the unfinished chunks of an import that failed by a fault (not by its data)."""
     job = ImportJob.objects.select_related("content_type").get(pk=job_id)
+    if job.files_removed_at is not None:
+        raise TransitionRefused(retention.files_removed_refusal())
     if job.state != JobState.IMPORT_FAILED or job.failure_kind != FailureKind.FAULT:
         raise TransitionRefused(
             "Only an import that failed by a fault (not by bad data) can be resumed."
@@ -211,6 +215,8 @@ def _start_import(job: ImportJob, *, expected: JobState, user: Any) -> None:
             )
             if not moved:
                 raise TransitionRefused("The job changed state meanwhile; reload the page.")
+            if ImportJob.objects.filter(pk=job.pk, files_removed_at__isnull=False).exists():
+                raise TransitionRefused(retention.files_removed_refusal())  # removed meanwhile
             ImportChunk.objects.filter(job=job, import_state=ChunkState.PENDING).update(
                 import_attempts=0, last_error=""
             )

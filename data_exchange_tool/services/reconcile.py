@@ -9,8 +9,9 @@ For such a job this step:
 * otherwise sends its missing work again (the split, or the pending chunks);
 * fails it with the reason once it has made no progress for ``DATA_EXCHANGE_GIVE_UP_AFTER``.
 
-It also releases the Redis lock of import jobs that ended. Running it twice, or while a reducer
-runs, changes nothing more: every step it takes is idempotent.
+It also releases the Redis lock of import jobs that ended, and removes the stored files of jobs
+finished longer ago than ``DATA_EXCHANGE_KEEP_FILES_FOR`` (:mod:`.retention`). Running it twice,
+or while a reducer runs, changes nothing more: every step it takes is idempotent.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..conf import app_settings
 from ..locks import ContentTypeLock
 from ..models import ImportJob
 from ..states import ChunkState, FailureKind, JobState
-from . import importing, preview
+from . import importing, preview, retention
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ def reconcile(
         action = _reconcile_job(job, send, give_up=idle >= give_up_after)
         done[action] = done.get(action, 0) + 1
     done["released"] = release_finished_locks(now)
+    removed = retention.remove_expired_files(now)
+    if removed:
+        done["files_removed"] = removed
     return done
 
 
