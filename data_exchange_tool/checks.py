@@ -13,7 +13,7 @@ from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks import Warning as CheckWarning
 
 from . import registry
-from .conf import SETTINGS, app_settings
+from .conf import SETTINGS, app_settings, media_root
 from .exceptions import ImproperlyConfiguredImporter
 
 INT_SETTINGS = (
@@ -114,14 +114,12 @@ def _check_retention() -> list[CheckMessage]:
 
 def _check_private_files() -> list[CheckMessage]:
     """The private folder of import files is not inside MEDIA_ROOT, which may be served."""
-    from django.conf import settings
-
     from .storage import private_location, storage_alias_defined
 
-    if app_settings.S3_BUCKET_NAME or storage_alias_defined() or not settings.MEDIA_ROOT:
+    if app_settings.S3_BUCKET_NAME or storage_alias_defined() or not media_root():
         return []
     location = private_location()
-    media = Path(settings.MEDIA_ROOT).resolve()
+    media = Path(media_root()).resolve()
     if location != media and media not in location.parents:
         return []
     return [

@@ -102,6 +102,12 @@ class AppSettings:
 
 app_settings = AppSettings()
 
+
+def media_root() -> str:
+    """Django's ``MEDIA_ROOT`` ("" when unset): the private folder of import files is placed
+    beside it, never inside."""
+    return str(settings.MEDIA_ROOT or "")
+
 _FULL_NAMES = {s.name for s in SETTINGS.values()}
 
 

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .conf import app_settings
+from .conf import app_settings, media_root
 from .exceptions import SourceChanged
 
 if TYPE_CHECKING:
@@ -232,7 +231,7 @@ def private_location() -> Path:
     ``data_exchange_private`` beside ``MEDIA_ROOT`` (in the working directory without one)."""
     if app_settings.FILES_DIR:
         return Path(app_settings.FILES_DIR).resolve()
-    media = str(settings.MEDIA_ROOT or "")
+    media = media_root()
     base = Path(media).resolve().parent if media else Path.cwd()
     return base / PRIVATE_DIR_NAME
 
