@@ -104,4 +104,4 @@ demo: venv
 	$(BIN)/python -m demo.run
 
 clean:
-	rm -rf $(VENV) $(VENV_OLDEST) .pytest_cache .ruff_cache tests/.media tests/.test*.sqlite3*
+	rm -rf $(VENV) $(VENV_OLDEST) .pytest_cache .ruff_cache tests/.media tests/data_exchange_private tests/.test*.sqlite3*

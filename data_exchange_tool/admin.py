@@ -33,10 +33,13 @@ from django.http import (
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.text import capfirst
+from django.utils.timezone import localtime
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from . import registry, reports, services
 from .conf import app_settings
@@ -44,6 +47,7 @@ from .exceptions import FileRejected, ImproperlyConfiguredImporter, TransitionRe
 from .forms import DELIMITER_CHOICES, ImportJobUploadForm, importer_choices
 from .models import ImportChunk, ImportJob, JobEvent, RowError
 from .states import FailureKind, JobState
+from .uploads import limit_uploads, refused_upload
 
 TEMPLATES = "admin/data_exchange_tool/importjob/"
 CONFIRM_PERMISSION = "data_exchange_tool.confirm_importjob"
@@ -271,7 +275,8 @@ class ImportJobAdmin(admin.ModelAdmin):
                 wrap(self.error_report_view),
                 name="{}_{}_errors".format(*info),
             ),
-            *super().get_urls(),
+            path("add/", wrap(self.limited_add_view), name="{}_{}_add".format(*info)),
+            *(p for p in super().get_urls() if p.name != "{}_{}_add".format(*info)),
         ]
 
     def job_url(self, job: ImportJob, action: str = "change") -> str:
@@ -281,11 +286,30 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     # -- upload ------------------------------------------------------------------------------
 
+    @csrf_exempt
+    def limited_add_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """The add view behind an upload size limit that holds while the body streams.
+
+        Upload handlers must be set before the body is read, and the CSRF check reads it, so
+        this entry is exempt from the middleware's check and makes the same check itself after
+        setting the handler (the pattern Django documents for per-view upload handlers).
+        """
+        limit_uploads(request, app_settings.MAX_FILE_BYTES)
+        return csrf_protect(self.add_view)(request, *args, **kwargs)
+
+    def upload_form_kwargs(self, request: HttpRequest) -> dict[str, Any]:
+        """Keyword arguments of the upload form: the request's data on POST."""
+        if request.method != "POST":
+            return {}
+        return {
+            "data": request.POST,
+            "files": request.FILES,
+            "file_refusal": refused_upload(request),
+        }
+
     def get_upload_form(self, request: HttpRequest) -> ImportJobUploadForm:
         """The upload form, bound to the request's data on POST."""
-        if request.method == "POST":
-            return self.upload_form_class(request.POST, request.FILES)
-        return self.upload_form_class()
+        return self.upload_form_class(**self.upload_form_kwargs(request))
 
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
@@ -469,14 +493,26 @@ class ImportJobAdmin(admin.ModelAdmin):
             allowed
             and job.state == JobState.IMPORT_FAILED
             and job.failure_kind == FailureKind.FAULT
+            and job.files_removed_at is None
         )
         return {
+            "files_removed_message": self.files_removed_message(job),
             "show_confirm": show_confirm,
             "confirm_refusals": services.confirm_refusals(job) if show_confirm else [],
             "confirm_url": self.job_url(job, "confirm") if show_confirm else "",
             "show_resume": show_resume,
             "resume_url": self.job_url(job, "resume") if show_resume else "",
         }
+
+    def files_removed_message(self, job: ImportJob) -> str:
+        """What the page says of a job whose stored files were removed; empty otherwise."""
+        if job.files_removed_at is None:
+            return ""
+        return gettext(
+            "The stored file and its chunks were removed on %(date)s, as "
+            "DATA_EXCHANGE_KEEP_FILES_FOR sets for finished jobs. The counts and row errors "
+            "stay; to import these rows, upload the file again."
+        ) % {"date": date_format(localtime(job.files_removed_at), "DATETIME_FORMAT")}
 
     # -- the error report ------------------------------------------------------------------
 
@@ -566,9 +602,9 @@ class GenericImporterModelAdmin(ImportJobAdmin):
         return self.model._meta.label
 
     def get_upload_form(self, request: HttpRequest) -> ImportJobUploadForm:
-        if request.method == "POST":
-            return self.upload_form_class(request.POST, request.FILES, importer=self.importer_label)
-        return self.upload_form_class(importer=self.importer_label)
+        return self.upload_form_class(
+            **self.upload_form_kwargs(request), importer=self.importer_label
+        )
 
     def upload_title(self) -> str:
         model = registry.get_importer(self.importer_label).target_model

@@ -6,13 +6,14 @@ warnings.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks import Warning as CheckWarning
 
 from . import dispatch, registry
-from .conf import SETTINGS, app_settings
+from .conf import SETTINGS, app_settings, media_root
 from .exceptions import ImproperlyConfiguredImporter
 
 INT_SETTINGS = (
@@ -106,8 +107,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="data_exchange_tool.E003",
                 )
             )
+    messages.extend(_check_retention())
     if messages:
         return messages
+    messages.extend(_check_private_files())
     if app_settings.REDIS_URL and app_settings.LOCK_TIMEOUT <= app_settings.CHUNK_TIME_LIMIT:
         messages.append(
             CheckWarning(
@@ -150,6 +153,39 @@ def _check_reconcile_times() -> list[CheckMessage]:
             )
         )
     return messages
+
+
+def _check_retention() -> list[CheckMessage]:
+    keep = app_settings.KEEP_FILES_FOR
+    if keep is None or (isinstance(keep, int | float) and keep > 0):
+        return []
+    return [
+        Error(
+            f"DATA_EXCHANGE_KEEP_FILES_FOR must be a positive number of seconds or None "
+            f"(keep forever), got {keep!r}.",
+            id="data_exchange_tool.E003",
+        )
+    ]
+
+
+def _check_private_files() -> list[CheckMessage]:
+    """The private folder of import files is not inside MEDIA_ROOT, which may be served."""
+    from .storage import private_location, storage_alias_defined
+
+    if app_settings.S3_BUCKET_NAME or storage_alias_defined() or not media_root():
+        return []
+    location = private_location()
+    media = Path(media_root()).resolve()
+    if location != media and media not in location.parents:
+        return []
+    return [
+        CheckWarning(
+            f"The private folder of import files, {location}, is inside MEDIA_ROOT ({media}): "
+            "uploaded files may be served to anyone who guesses their path.",
+            hint="Set DATA_EXCHANGE_FILES_DIR to a folder outside MEDIA_ROOT.",
+            id="data_exchange_tool.W006",
+        )
+    ]
 
 
 def _check_celery() -> list[CheckMessage]:

@@ -38,6 +38,11 @@ SETTINGS: dict[str, Setting] = {
         # Storage: a bucket name switches the import storage to S3 (django-storages).
         Setting("MODEL_DATA_EXCHANGE_S3_BUCKET_NAME", None),
         Setting("MODEL_DATA_EXCHANGE_S3_BASE_PATH", "data_exchange"),
+        # Without a bucket or a STORAGES["data_exchange"] alias: the private folder of the
+        # files. None: "data_exchange_private" beside MEDIA_ROOT.
+        Setting("DATA_EXCHANGE_FILES_DIR", None),
+        # Seconds the stored files of a finished job are kept; None: forever.
+        Setting("DATA_EXCHANGE_KEEP_FILES_FOR", 30 * 24 * 3600),
         # Celery queues for the two phases.
         Setting("DATA_EXCHANGE_PREVIEW_QUEUE", SHARED_QUEUE),
         Setting("DATA_EXCHANGE_IMPORT_QUEUE", SHARED_QUEUE),
@@ -103,6 +108,12 @@ class AppSettings:
 
 
 app_settings = AppSettings()
+
+
+def media_root() -> str:
+    """Django's ``MEDIA_ROOT`` ("" when unset): the private folder of import files is placed
+    beside it, never inside."""
+    return str(settings.MEDIA_ROOT or "")
 
 _FULL_NAMES = {s.name for s in SETTINGS.values()}
 

@@ -70,13 +70,23 @@ class ImportJobUploadForm(forms.Form):
         help_text=_("Name of the sheet of an Excel file. Blank: the first sheet."),
     )
 
-    def __init__(self, *args: Any, importer: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, importer: str | None = None, file_refusal: str = "", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fixed_importer = importer
+        self.file_refusal = file_refusal  # why the upload was stopped while it streamed
+        if file_refusal:
+            self.fields["file"].required = False
         if importer is None:
             self.fields["importer"].choices = [("", "---------"), *importer_choices()]
         else:
             del self.fields["importer"]
+
+    def clean_file(self) -> Any:
+        if self.file_refusal:
+            raise forms.ValidationError(self.file_refusal, code="too_big")
+        return self.cleaned_data["file"]
 
     def clean_encoding(self) -> str:
         encoding = self.cleaned_data["encoding"].strip()

@@ -128,6 +128,15 @@ class ImportJob(models.Model):
     preview_finished_at = models.DateTimeField(null=True, blank=True, editable=False)
     import_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     import_finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+    files_removed_at = models.DateTimeField(
+        _("files removed"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "When the stored source and chunks were removed (DATA_EXCHANGE_KEEP_FILES_FOR)."
+        ),
+    )
 
     objects = ImportJobManager()
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import options as django_options
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from .exceptions import ImproperlyConfiguredImporter
 
@@ -43,6 +44,7 @@ if not set(IMPORTER_META_OPTIONS) <= set(django_options.DEFAULT_NAMES):
     django_options.DEFAULT_NAMES = (*django_options.DEFAULT_NAMES, *IMPORTER_META_OPTIONS)
 
 SUPPORTED_FORMATS = ("csv", "tsv", "xlsx")
+FORMAT_LABELS = {"csv": "CSV", "tsv": "TSV", "xlsx": "XLSX"}
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,17 @@ class ImporterOptions:
                 f"{self.label}: Meta.serializer_class must be a DRF serializer class, got {ref!r}."
             )
         return ref
+
+    def format_refusal(self, file_format: str, name: str) -> str:
+        """Why a file of ``file_format`` named ``name`` is refused; empty if it is accepted."""
+        if file_format in self.accepted_formats:
+            return ""
+        kinds = {"csv": _("a CSV file"), "tsv": _("a TSV file"), "xlsx": _("an XLSX workbook")}
+        return _("This importer accepts only %(accepted)s files; “%(name)s” is %(kind)s.") % {
+            "accepted": _(" or ").join(FORMAT_LABELS[f] for f in self.accepted_formats),
+            "name": name,
+            "kind": kinds.get(file_format, file_format),
+        }
 
     def normalised_aliases(self) -> dict[str, str]:
         """Header aliases keyed by their normalised spelling."""

@@ -2,31 +2,38 @@
 
 With ``MODEL_DATA_EXCHANGE_S3_BUCKET_NAME`` set, files go to that bucket through django-storages
 (``S3Storage``, honouring the usual ``AWS_*`` settings such as ``AWS_S3_ENDPOINT_URL``), under
-``MODEL_DATA_EXCHANGE_S3_BASE_PATH/<job id>/``; unset, Django's default storage, under the same
-prefix. Keys are always made here, never taken from an uploaded name. Sources are read as a
-stream (smart-open for S3 and local files); nothing reads a whole source into memory.
+``MODEL_DATA_EXCHANGE_S3_BASE_PATH/<job id>/``. Unset, they go to the storage aliased
+``"data_exchange"`` in ``STORAGES`` if the project defines one, else to a private folder
+(``DATA_EXCHANGE_FILES_DIR``, by default ``data_exchange_private`` beside ``MEDIA_ROOT``) that
+nothing serves, under the same prefix. Keys are always made here, never taken from an uploaded
+name. Sources are read as a stream (smart-open for S3 and local files); nothing reads a whole
+source into memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from django.core.files.base import ContentFile, File
-from django.core.files.storage import FileSystemStorage, Storage, default_storage
+from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .conf import app_settings
+from .conf import app_settings, media_root
 from .exceptions import SourceChanged
 
 if TYPE_CHECKING:
     from uuid import UUID
 
 HASH_BLOCK = 1024 * 1024
+STORAGE_ALIAS = "data_exchange"  # the STORAGES alias a project may define for import files
+PRIVATE_DIR_NAME = "data_exchange_private"
 SOURCE_EXTENSIONS = {"csv", "tsv", "txt", "tab", "xlsx", "xlsm", "gz"}
 
 
@@ -148,6 +155,13 @@ class ImportStorage:
             self.storage.delete(f"{chunks_dir}/{name}")
         if source_key:
             self.storage.delete(source_key)
+        if isinstance(self.storage, FileSystemStorage):
+            self._remove_empty_dirs(chunks_dir, self.job_key(job_id, ""))
+
+    def _remove_empty_dirs(self, *keys: str) -> None:
+        for key in keys:
+            with contextlib.suppress(OSError):
+                Path(self.storage.path(key.rstrip("/"))).rmdir()
 
     # S3 details -------------------------------------------------------------------------
 
@@ -205,6 +219,27 @@ def display_name(name: str, max_length: int = 200) -> str:
     return name
 
 
+class PrivateStorage(FileSystemStorage):
+    """A folder whose files have no URL: import files are read by the library only."""
+
+    def url(self, name: str | None) -> str:
+        raise ValueError("Import files are private: they are not served and have no URL.")
+
+
+def private_location() -> Path:
+    """The folder of the private storage: ``DATA_EXCHANGE_FILES_DIR``, else
+    ``data_exchange_private`` beside ``MEDIA_ROOT`` (in the working directory without one)."""
+    if app_settings.FILES_DIR:
+        return Path(app_settings.FILES_DIR).resolve()
+    media = media_root()
+    base = Path(media).resolve().parent if media else Path.cwd()
+    return base / PRIVATE_DIR_NAME
+
+
+def storage_alias_defined() -> bool:
+    return STORAGE_ALIAS in storages.backends
+
+
 _cached: ImportStorage | None = None
 
 
@@ -229,11 +264,17 @@ def _build_storage() -> ImportStorage:
             ) from exc
         storage = S3Storage(bucket_name=bucket, location=base, file_overwrite=True)
         return ImportStorage(storage, prefix="", bucket=bucket)
-    return ImportStorage(default_storage, prefix=f"{base}/" if base else "", bucket=None)
+    if storage_alias_defined():
+        storage = storages[STORAGE_ALIAS]
+    else:
+        storage = PrivateStorage(location=private_location())
+    return ImportStorage(storage, prefix=f"{base}/" if base else "", bucket=None)
 
 
 @receiver(setting_changed)
 def _reset_storage(*, setting: str, **kwargs: object) -> None:
     global _cached
-    if setting.startswith(("AWS_", "MODEL_DATA_EXCHANGE_", "STORAGES", "MEDIA_ROOT")):
+    if setting.startswith(("AWS_", "MODEL_DATA_EXCHANGE_", "STORAGES", "MEDIA_ROOT")) or (
+        setting == "DATA_EXCHANGE_FILES_DIR"
+    ):
         _cached = None

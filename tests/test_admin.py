@@ -351,8 +351,8 @@ def test_a_file_refused_at_upload_is_a_form_error_on_the_file(
     response = upload(admin_client, HEADER + csv_rows(2))
     assert response.status_code == 200
     [error] = response.context["adminform"].form.errors["file"]
-    assert "the limit is 10 bytes" in error
-    assert "the limit is 10 bytes" in text(response)
+    assert "larger than the upload limit of 10 bytes" in error
+    assert "larger than the upload limit of 10 bytes" in text(response)
     assert ImportJob.objects.count() == 0
 
 

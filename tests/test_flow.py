@@ -321,16 +321,15 @@ def test_a_key_repeated_three_times_names_the_first_row_each_time(
 
 @pytest.mark.django_db
 def test_deleting_a_job_removes_its_stored_files(partners, run_on_commit, settings):
-    from pathlib import Path
+    from data_exchange_tool.storage import private_location
 
     job = confirm(run_on_commit, preview(run_on_commit, HEADER + csv_rows(10)))
-    job_dir = Path(settings.MEDIA_ROOT) / "data_exchange" / str(job.pk)
+    job_dir = private_location() / "data_exchange" / str(job.pk)
     assert (job_dir / "source.csv").exists()
     assert list((job_dir / "chunks").iterdir())
     run_on_commit(services.delete_job, job)
     assert not ImportJob.objects.filter(pk=job.pk).exists()
-    assert not (job_dir / "source.csv").exists()
-    assert not list((job_dir / "chunks").iterdir())
+    assert not job_dir.exists(), "the job's folder goes with its files"
     assert StockRecord.objects.count() == 10, "the imported rows stay"
 
 

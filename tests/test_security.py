@@ -85,7 +85,9 @@ def test_hostile_names_get_server_made_keys_and_safe_display_names(
         assert job.state == JobState.PREVIEW_SUCCEEDED, (name, job.error_summary)
         assert read_source(job) == content
         assert job.checksum == hashlib.sha256(content).hexdigest()
-    files = [p.relative_to(media).as_posix() for p in media.rglob("*") if p.is_file()]
+    private = tmp_path / "data_exchange_private"  # the import files' folder, beside media
+    assert not media.exists()
+    files = [p.relative_to(private).as_posix() for p in private.rglob("*") if p.is_file()]
     assert files, "the sources were stored"
     pattern = rf"data_exchange/{UUID}/(source\.(csv|bin)|chunks/\d{{6}}(\.\w+)?\.parquet)"
     assert all(re.fullmatch(pattern, f) for f in files), files

@@ -14,9 +14,13 @@ from ..conf import app_settings
 from ..exceptions import FileRejected, ImportLockHeld, SourceChanged, TransitionRefused
 from ..locks import ContentTypeLock
 from ..models import ImportChunk, ImportJob
+from ..options import ImporterOptions
+from ..readers import detect_format
 from ..states import ChunkState, FailureKind, JobState
 from ..storage import display_name, import_storage
-from . import transitions
+from . import retention, transitions
+
+HEAD_BYTES = 8192  # what the format is told from, as the preview does
 
 
 def create_job(
@@ -41,6 +45,7 @@ def create_job(
         raise FileRejected(
             f"The file is {size:,} bytes; the limit is {app_settings.MAX_FILE_BYTES:,} bytes."
         )
+    _refuse_unaccepted_format(options, original, upload)
     job = ImportJob(
         id=uuid.uuid4(),
         importer=importer,
@@ -61,6 +66,23 @@ def create_job(
     return job
 
 
+def _refuse_unaccepted_format(options: ImporterOptions, name: str, upload: IO[bytes]) -> None:
+    """Raise :class:`FileRejected` if the file is of a format the importer does not accept.
+
+    A file whose format cannot be told is left to the preview, which says why it cannot be read.
+    """
+    upload.seek(0)
+    head = upload.read(HEAD_BYTES)
+    upload.seek(0)
+    try:
+        file_format = detect_format(name, head)
+    except FileRejected:
+        return
+    refusal = options.format_refusal(file_format, name)
+    if refusal:
+        raise FileRejected(refusal)
+
+
 def delete_job(job: ImportJob) -> None:
     """Delete a job that is not running, with its chunks, errors and stored files.
 
@@ -76,6 +98,8 @@ def delete_job(job: ImportJob) -> None:
 
 def confirm_refusals(job: ImportJob) -> list[str]:
     """Why Confirm Import would be refused now; empty when it is allowed."""
+    if job.files_removed_at is not None:
+        return [retention.files_removed_refusal()]
     if job.state != JobState.PREVIEW_SUCCEEDED:
         return [
             f"The job is {job.get_state_display().lower()}; only a job whose preview succeeded "
@@ -159,6 +183,8 @@ def _check_source_unchanged(job: ImportJob) -> None:
 def resume_import(job_id: Any, *, user: Any = None) -> ImportJob:
     """Run the unfinished chunks of an import that failed by a fault (not by its data)."""
     job = ImportJob.objects.select_related("content_type").get(pk=job_id)
+    if job.files_removed_at is not None:
+        raise TransitionRefused(retention.files_removed_refusal())
     if job.state != JobState.IMPORT_FAILED or job.failure_kind != FailureKind.FAULT:
         raise TransitionRefused(
             "Only an import that failed by a fault (not by bad data) can be resumed."
@@ -190,6 +216,8 @@ def _start_import(job: ImportJob, *, expected: JobState, user: Any) -> None:
             )
             if not moved:
                 raise TransitionRefused("The job changed state meanwhile; reload the page.")
+            if ImportJob.objects.filter(pk=job.pk, files_removed_at__isnull=False).exists():
+                raise TransitionRefused(retention.files_removed_refusal())  # removed meanwhile
             ImportChunk.objects.filter(job=job, import_state=ChunkState.PENDING).update(
                 import_attempts=0, unfinished_attempts=0, started_at=None, last_error=""
             )

@@ -130,6 +130,9 @@ def _split(job: ImportJob) -> None:
     with _open_source(job) as stream:
         file_format = detect_format(job.original_name, stream.read(HEAD_BYTES))
     importer = job.importer_options
+    refusal = importer.format_refusal(file_format, job.original_name)
+    if refusal:
+        raise FileRejected(refusal)
     chunk_size = importer.chunk_size or app_settings.CHUNK_SIZE
     max_chars = app_settings.CHUNK_MAX_BYTES
     with _open_source(job) as stream, open_table(file_format, stream, read_options(job)) as table:

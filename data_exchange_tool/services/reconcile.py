@@ -13,8 +13,9 @@ re-send is never progress. For a job in CREATED or IMPORT_IN_PROGRESS this step:
 * fails it with the reason once it has made no progress for ``give_up_after`` seconds, which
   releases an import's lock.
 
-It also releases the Redis lock of import jobs that ended. Running it twice, or while a reducer
-runs, changes nothing more: every step it takes is idempotent.
+It also releases the Redis lock of import jobs that ended, and removes the stored files of jobs
+finished longer ago than ``DATA_EXCHANGE_KEEP_FILES_FOR`` (:mod:`.retention`). Running it twice,
+or while a reducer runs, changes nothing more: every step it takes is idempotent.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..conf import app_settings
 from ..locks import ContentTypeLock
 from ..models import ImportJob
 from ..states import ChunkState, FailureKind, JobState
-from . import importing, preview
+from . import importing, preview, retention
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ def reconcile(
         if action:
             done[action] += 1
     done["released"] = release_finished_locks(now)
+    removed = retention.remove_expired_files(now)
+    if removed:
+        done["files_removed"] = removed
     return done
 
 
