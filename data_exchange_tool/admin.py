@@ -43,14 +43,13 @@ from .conf import app_settings
 from .exceptions import FileRejected, ImproperlyConfiguredImporter, TransitionRefused
 from .forms import DELIMITER_CHOICES, ImportJobUploadForm, importer_choices
 from .models import ImportChunk, ImportJob, JobEvent, RowError
-from .states import FailureKind, JobState
+from .states import RUNNING_STATES, FailureKind, JobState
 
 TEMPLATES = "admin/data_exchange_tool/importjob/"
 CONFIRM_PERMISSION = "data_exchange_tool.confirm_importjob"
 REFRESH_SECONDS = 5
 REPORT_SPOOL_BYTES = 8 * 1024 * 1024
 ERRORS_PAGE_VAR = "errors_page"
-RUNNING_STATES = frozenset({JobState.CREATED, JobState.IMPORT_IN_PROGRESS})
 STATE_TONES = {
     JobState.CREATED: "running",
     JobState.PREVIEW_SUCCEEDED: "ready",
@@ -231,12 +230,26 @@ class ImportJobAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
     def delete_model(self, request: HttpRequest, obj: ImportJob) -> None:
-        """Delete through the services, so the job's stored files go too."""
-        services.delete_job(obj)
+        """Delete through the services (the state is checked under the job's row lock, and the
+        stored files go too); a job that started meanwhile is kept, with the reason shown."""
+        try:
+            services.delete_job(obj.pk)
+        except TransitionRefused as exc:
+            request._dxt_delete_refused = obj  # type: ignore[attr-defined]
+            self.message_user(request, str(exc), messages.ERROR)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ImportJob]) -> None:
         for job in queryset:
-            services.delete_job(job)
+            try:
+                services.delete_job(job.pk)
+            except TransitionRefused as exc:
+                self.message_user(request, f"{job}: {exc}", messages.ERROR)
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        refused = getattr(request, "_dxt_delete_refused", None)
+        if refused is not None:
+            return HttpResponseRedirect(self.job_url(refused))
+        return super().response_delete(request, obj_display, obj_id)
 
     def get_deleted_objects(
         self, objs: Any, request: HttpRequest
