@@ -224,6 +224,10 @@ class ImportJobAdmin(admin.ModelAdmin):
             CONFIRM_PERMISSION
         )
 
+    def has_cancel_permission(self, request: HttpRequest, obj: ImportJob | None = None) -> bool:
+        """Cancelling a running preview or import needs what confirming needs."""
+        return self.has_confirm_permission(request, obj)
+
     def has_delete_permission(self, request: HttpRequest, obj: ImportJob | None = None) -> bool:
         if obj is not None and obj.state in RUNNING_STATES:
             return False
@@ -278,6 +282,11 @@ class ImportJobAdmin(admin.ModelAdmin):
                 "<path:object_id>/resume/",
                 wrap(self.resume_view),
                 name="{}_{}_resume".format(*info),
+            ),
+            path(
+                "<path:object_id>/cancel/",
+                wrap(self.cancel_view),
+                name="{}_{}_cancel".format(*info),
             ),
             path(
                 "<path:object_id>/errors.<str:fmt>",
@@ -475,7 +484,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         return f"?{query.urlencode()}#row-errors"
 
     def actions_context(self, request: HttpRequest, job: ImportJob) -> dict[str, Any]:
-        """Whether to offer Confirm Import or Resume, and why Confirm is refused."""
+        """Whether to offer Confirm Import, Resume or Cancel, and why Confirm is refused."""
         allowed = self.has_confirm_permission(request, job)
         show_confirm = allowed and job.state == JobState.PREVIEW_SUCCEEDED
         show_resume = (
@@ -483,7 +492,10 @@ class ImportJobAdmin(admin.ModelAdmin):
             and job.state == JobState.IMPORT_FAILED
             and job.failure_kind == FailureKind.FAULT
         )
+        show_cancel = job.state in RUNNING_STATES and self.has_cancel_permission(request, job)
         return {
+            "show_cancel": show_cancel,
+            "cancel_url": self.job_url(job, "cancel") if show_cancel else "",
             "show_confirm": show_confirm,
             "confirm_refusals": services.confirm_refusals(job) if show_confirm else [],
             "confirm_url": self.job_url(job, "confirm") if show_confirm else "",
@@ -538,6 +550,16 @@ class ImportJobAdmin(admin.ModelAdmin):
             gettext("Resumed the import."),
         )
 
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: cancel a running preview or import."""
+        return self._start_view(
+            request,
+            object_id,
+            services.cancel_job,
+            gettext("“%s” was cancelled."),
+            gettext("Cancelled the job."),
+        )
+
     def _start_view(
         self,
         request: HttpRequest,
@@ -546,6 +568,8 @@ class ImportJobAdmin(admin.ModelAdmin):
         success: str,
         log_message: str,
     ) -> HttpResponse:
+        """POST only, with the confirm permission: run ``start(job id, user=…)`` and go back to
+        the job's page with its outcome."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_confirm_permission(request):

@@ -7,6 +7,7 @@ from typing import IO, Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -81,6 +82,76 @@ def delete_job(job: ImportJob | Any) -> None:
         source_key = locked.source_key
         locked.delete()
         transaction.on_commit(lambda: import_storage().delete_job_files(job_id, source_key))
+
+
+def cancel_job(job_id: Any, *, user: Any = None) -> ImportJob:
+    """Cancel a running preview or import: it ends PREVIEW_FAILED or IMPORT_FAILED with
+    "Cancelled by <user>", and an import's lock is released.
+
+    The move takes the job's row lock, so it waits for chunks in flight to commit (they count)
+    and every chunk that starts later finds the job no longer running and writes nothing. A
+    cancelled import failed by a fault: Resume writes its remaining chunks. Raises
+    :class:`TransitionRefused` if the job is not running.
+    """
+    reason = _("Cancelled by %(user)s.") % {"user": _user_name(user)}
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.state == JobState.CREATED:
+            moved = _cancel_preview(job, reason)
+        elif job.state == JobState.IMPORT_IN_PROGRESS:
+            moved = _cancel_import(job, reason)
+        else:
+            moved = False
+        if not moved:
+            raise TransitionRefused(
+                _("Only a running preview or import can be cancelled; the job is %(state)s.")
+                % {"state": job.get_state_display().lower()}
+            )
+    job.refresh_from_db()
+    return job
+
+
+def _user_name(user: Any) -> str:
+    if user is None or not getattr(user, "pk", None):
+        return _("an administrator")
+    return user.get_username()
+
+
+def _cancel_preview(job: ImportJob, reason: str) -> bool:
+    return transitions.move(
+        job.pk,
+        JobState.PREVIEW_FAILED,
+        expected=[JobState.CREATED],
+        message=reason,
+        error_summary=reason,
+        failure_kind="",
+        preview_finished_at=timezone.now(),
+    )
+
+
+def _cancel_import(job: ImportJob, reason: str) -> bool:
+    imported = job.chunks.aggregate(n=Sum("imported_rows"))["n"] or 0
+    rest = (job.total_rows or 0) - imported
+    summary = (
+        reason
+        + " "
+        + _("%(imported)s row(s) were imported; resume the import to write the other %(rest)s.")
+        % {"imported": f"{imported:,}", "rest": f"{rest:,}"}
+    )
+    moved = transitions.move(
+        job.pk,
+        JobState.IMPORT_FAILED,
+        expected=[JobState.IMPORT_IN_PROGRESS],
+        message=reason,
+        error_summary=summary,
+        failure_kind=FailureKind.FAULT,
+        imported_rows=imported,
+        import_finished_at=timezone.now(),
+    )
+    if moved:
+        token = job.lock_token
+        transaction.on_commit(lambda: ContentTypeLock(job.content_type_id).release(token))
+    return moved
 
 
 def confirm_refusals(job: ImportJob) -> list[str]:

@@ -48,6 +48,8 @@ def split_source(job_id: Any) -> list[int]:
         except (FileRejected, SourceChanged) as exc:
             fail_split(job.pk, str(exc))
             return []
+        except PreviewStopped:
+            return []
         pending = _pending_chunks(job)
     else:  # a split delivered again after it finished: its sends may have been lost
         pending = _pending_chunks(job)
@@ -105,6 +107,7 @@ def _split(job: ImportJob) -> None:
             builder.add(row_number, cells)
             if len(builder) >= chunk_size:
                 ledger.append(_store_chunk(job, len(ledger), builder))
+                _stop_if_not_previewing(job.pk)
         if len(builder):
             ledger.append(_store_chunk(job, len(ledger), builder))
         detected = table.detected
@@ -120,6 +123,15 @@ def _split(job: ImportJob) -> None:
         total_rows=total,
         preview_started_at=timezone.now(),
     )
+
+
+class PreviewStopped(Exception):
+    """The job left CREATED (it was cancelled) while its file was being split."""
+
+
+def _stop_if_not_previewing(job_id: Any) -> None:
+    if not ImportJob.objects.filter(pk=job_id, state=JobState.CREATED).exists():
+        raise PreviewStopped(job_id)
 
 
 def _discard_chunks(job_id: Any) -> None:
