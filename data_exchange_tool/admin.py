@@ -43,6 +43,7 @@ from .conf import app_settings
 from .exceptions import FileRejected, ImproperlyConfiguredImporter, TransitionRefused
 from .forms import DELIMITER_CHOICES, ImportJobUploadForm, importer_choices
 from .models import ImportChunk, ImportJob, JobEvent, RowError
+from .services.pickup import pickup_warning
 from .states import RUNNING_STATES, FailureKind, JobState
 
 TEMPLATES = "admin/data_exchange_tool/importjob/"
@@ -426,6 +427,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             "subtitle": f"{job.original_name} → {target_name(job)}",
             "target_plural": target_name(job, plural=True),
             "running_message": self.running_message(job),
+            "pickup_warning": pickup_warning(job),
             "refresh_seconds": REFRESH_SECONDS,
             "sample_columns": columns,
             "sample_rows": rows,

@@ -43,6 +43,9 @@ def split_source(job_id: Any) -> list[int]:
     if job.state != JobState.CREATED:
         return []
     if job.chunk_count is None:
+        ImportJob.objects.filter(pk=job.pk, preview_started_at__isnull=True).update(
+            preview_started_at=timezone.now()  # a worker has taken the preview
+        )
         try:
             _split(job)
         except (FileRejected, SourceChanged) as exc:
@@ -121,7 +124,6 @@ def _split(job: ImportJob) -> None:
         detected_delimiter=detected.get("delimiter", "")[:1],
         chunk_count=len(ledger),
         total_rows=total,
-        preview_started_at=timezone.now(),
     )
 
 
