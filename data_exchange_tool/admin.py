@@ -46,7 +46,8 @@ from .conf import app_settings
 from .exceptions import FileRejected, ImproperlyConfiguredImporter, TransitionRefused
 from .forms import DELIMITER_CHOICES, ImportJobUploadForm, importer_choices
 from .models import ImportChunk, ImportJob, JobEvent, RowError
-from .states import FailureKind, JobState
+from .services.pickup import pickup_warning
+from .states import RUNNING_STATES, FailureKind, JobState
 from .uploads import limit_uploads, refused_upload
 
 TEMPLATES = "admin/data_exchange_tool/importjob/"
@@ -54,7 +55,6 @@ CONFIRM_PERMISSION = "data_exchange_tool.confirm_importjob"
 REFRESH_SECONDS = 5
 REPORT_SPOOL_BYTES = 8 * 1024 * 1024
 ERRORS_PAGE_VAR = "errors_page"
-RUNNING_STATES = frozenset({JobState.CREATED, JobState.IMPORT_IN_PROGRESS})
 STATE_TONES = {
     JobState.CREATED: "running",
     JobState.PREVIEW_SUCCEEDED: "ready",
@@ -229,18 +229,36 @@ class ImportJobAdmin(admin.ModelAdmin):
             CONFIRM_PERMISSION
         )
 
+    def has_cancel_permission(self, request: HttpRequest, obj: ImportJob | None = None) -> bool:
+        """Cancelling a running preview or import needs what confirming needs."""
+        return self.has_confirm_permission(request, obj)
+
     def has_delete_permission(self, request: HttpRequest, obj: ImportJob | None = None) -> bool:
         if obj is not None and obj.state in RUNNING_STATES:
             return False
         return super().has_delete_permission(request, obj)
 
     def delete_model(self, request: HttpRequest, obj: ImportJob) -> None:
-        """Delete through the services, so the job's stored files go too."""
-        services.delete_job(obj)
+        """Delete through the services (the state is checked under the job's row lock, and the
+        stored files go too); a job that started meanwhile is kept, with the reason shown."""
+        try:
+            services.delete_job(obj.pk)
+        except TransitionRefused as exc:
+            request._dxt_delete_refused = obj  # type: ignore[attr-defined]
+            self.message_user(request, str(exc), messages.ERROR)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ImportJob]) -> None:
         for job in queryset:
-            services.delete_job(job)
+            try:
+                services.delete_job(job.pk)
+            except TransitionRefused as exc:
+                self.message_user(request, f"{job}: {exc}", messages.ERROR)
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        refused = getattr(request, "_dxt_delete_refused", None)
+        if refused is not None:
+            return HttpResponseRedirect(self.job_url(refused))
+        return super().response_delete(request, obj_display, obj_id)
 
     def get_deleted_objects(
         self, objs: Any, request: HttpRequest
@@ -269,6 +287,11 @@ class ImportJobAdmin(admin.ModelAdmin):
                 "<path:object_id>/resume/",
                 wrap(self.resume_view),
                 name="{}_{}_resume".format(*info),
+            ),
+            path(
+                "<path:object_id>/cancel/",
+                wrap(self.cancel_view),
+                name="{}_{}_cancel".format(*info),
             ),
             path(
                 "<path:object_id>/errors.<str:fmt>",
@@ -428,6 +451,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             "subtitle": f"{job.original_name} → {target_name(job)}",
             "target_plural": target_name(job, plural=True),
             "running_message": self.running_message(job),
+            "pickup_warning": pickup_warning(job),
             "refresh_seconds": REFRESH_SECONDS,
             "sample_columns": columns,
             "sample_rows": rows,
@@ -486,7 +510,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         return f"?{query.urlencode()}#row-errors"
 
     def actions_context(self, request: HttpRequest, job: ImportJob) -> dict[str, Any]:
-        """Whether to offer Confirm Import or Resume, and why Confirm is refused."""
+        """Whether to offer Confirm Import, Resume or Cancel, and why Confirm is refused."""
         allowed = self.has_confirm_permission(request, job)
         show_confirm = allowed and job.state == JobState.PREVIEW_SUCCEEDED
         show_resume = (
@@ -495,8 +519,11 @@ class ImportJobAdmin(admin.ModelAdmin):
             and job.failure_kind == FailureKind.FAULT
             and job.files_removed_at is None
         )
+        show_cancel = job.state in RUNNING_STATES and self.has_cancel_permission(request, job)
         return {
             "files_removed_message": self.files_removed_message(job),
+            "show_cancel": show_cancel,
+            "cancel_url": self.job_url(job, "cancel") if show_cancel else "",
             "show_confirm": show_confirm,
             "confirm_refusals": services.confirm_refusals(job) if show_confirm else [],
             "confirm_url": self.job_url(job, "confirm") if show_confirm else "",
@@ -561,6 +588,16 @@ class ImportJobAdmin(admin.ModelAdmin):
             gettext("Resumed the import."),
         )
 
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: cancel a running preview or import."""
+        return self._start_view(
+            request,
+            object_id,
+            services.cancel_job,
+            gettext("“%s” was cancelled."),
+            gettext("Cancelled the job."),
+        )
+
     def _start_view(
         self,
         request: HttpRequest,
@@ -569,6 +606,8 @@ class ImportJobAdmin(admin.ModelAdmin):
         success: str,
         log_message: str,
     ) -> HttpResponse:
+        """POST only, with the confirm permission: run ``start(job id, user=…)`` and go back to
+        the job's page with its outcome."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_confirm_permission(request):

@@ -71,6 +71,8 @@ SETTINGS: dict[str, Setting] = {
         # the give-up time (system checks W004, W005).
         Setting("DATA_EXCHANGE_STALE_AFTER", 900),
         Setting("DATA_EXCHANGE_GIVE_UP_AFTER", 3600),
+        # Seconds after which a job whose first task no worker has started says so on its page.
+        Setting("DATA_EXCHANGE_PICKUP_WARNING_AFTER", 120),
         # Hostile-input limits.
         Setting("DATA_EXCHANGE_MAX_FILE_BYTES", 10 * 1024**3),
         Setting("DATA_EXCHANGE_MAX_ROWS", 50_000_000),

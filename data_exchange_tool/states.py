@@ -32,6 +32,8 @@ TERMINAL_STATES = frozenset(
     {JobState.PREVIEW_FAILED, JobState.IMPORT_SUCCEEDED, JobState.IMPORT_FAILED}
 )
 
+RUNNING_STATES = frozenset({JobState.CREATED, JobState.IMPORT_IN_PROGRESS})
+
 ALLOWED_MOVES: dict[JobState, frozenset[JobState]] = {
     JobState.CREATED: frozenset({JobState.PREVIEW_SUCCEEDED, JobState.PREVIEW_FAILED}),
     JobState.PREVIEW_SUCCEEDED: frozenset({JobState.IMPORT_IN_PROGRESS, JobState.PREVIEW_FAILED}),

@@ -343,6 +343,58 @@ def test_a_running_job_cannot_be_deleted(partners, run_on_commit):
         services.delete_job(job)
 
 
+@pytest.mark.django_db
+def test_a_job_loaded_before_its_confirm_is_not_deleted_once_it_imports(partners, run_on_commit):
+    """The admin loads the job, Confirm commits elsewhere, then the admin deletes its copy."""
+    job = preview(run_on_commit, HEADER + csv_rows(3))
+    stale = ImportJob.objects.get(pk=job.pk)
+    assert stale.state == JobState.PREVIEW_SUCCEEDED
+    services.confirm_import(job.pk)  # its chunks are queued on commit and not run here
+    try:
+        with pytest.raises(TransitionRefused, match="cannot be deleted"):
+            services.delete_job(stale)
+        job.refresh_from_db()
+        assert job.state == JobState.IMPORT_IN_PROGRESS
+        assert job.chunks.count() == 1
+    finally:
+        ContentTypeLock(job.content_type_id).release(job.lock_token)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_confirm_refused_during_another_confirm_names_that_job(partners, monkeypatch):
+    """The other job holds the lock but has not committed its move yet."""
+    from data_exchange_tool.services import preview as preview_service
+
+    first, second = (upload(HEADER + csv_rows(3, start=s)) for s in (0, 100))
+    for job in (first, second):
+        for chunk_id in preview_service.split_source(job.pk):
+            preview_service.validate_chunk(job.pk, chunk_id)
+        preview_service.finalize_preview(job.pk)
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold_the_transaction(*args, **kwargs):
+        inside.set()
+        leave.wait(20)
+
+    monkeypatch.setattr("data_exchange_tool.dispatch.send_on_commit", hold_the_transaction)
+    confirming = threading.Thread(
+        target=lambda: (services.confirm_import(first.pk), connection.close())
+    )
+    confirming.start()
+    try:
+        assert inside.wait(20)
+        with pytest.raises(ImportLockHeld) as refused:
+            services.confirm_import(second.pk)
+    finally:
+        leave.set()
+        confirming.join()
+    assert "unknown" not in str(refused.value)
+    assert f"(job {first.pk})" in str(refused.value)
+    first.refresh_from_db()
+    assert first.state == JobState.IMPORT_IN_PROGRESS
+    ContentTypeLock(first.content_type_id).release(first.lock_token)
+
+
 # -- the split and the validations overlap ----------------------------------------------------
 
 

@@ -1,10 +1,24 @@
 """Services: the only code that moves jobs between states and does their work.
 
 Entry points for admin, API and commands: :func:`create_job`, :func:`confirm_import`,
-:func:`confirm_refusals`, :func:`resume_import`, :func:`delete_job`. Workflow tasks call
-:mod:`.preview`, :mod:`.importing` and :mod:`.reconcile`.
+:func:`confirm_refusals`, :func:`resume_import`, :func:`cancel_job`, :func:`delete_job`.
+Workflow tasks call :mod:`.preview`, :mod:`.importing` and :mod:`.reconcile`.
 """
 
-from .jobs import confirm_import, confirm_refusals, create_job, delete_job, resume_import
+from .jobs import (
+    cancel_job,
+    confirm_import,
+    confirm_refusals,
+    create_job,
+    delete_job,
+    resume_import,
+)
 
-__all__ = ["confirm_import", "confirm_refusals", "create_job", "delete_job", "resume_import"]
+__all__ = [
+    "cancel_job",
+    "confirm_import",
+    "confirm_refusals",
+    "create_job",
+    "delete_job",
+    "resume_import",
+]

@@ -7,7 +7,9 @@ from typing import IO, Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .. import dispatch, registry
 from ..conf import app_settings
@@ -16,7 +18,7 @@ from ..locks import ContentTypeLock
 from ..models import ImportChunk, ImportJob
 from ..options import ImporterOptions
 from ..readers import detect_format
-from ..states import ChunkState, FailureKind, JobState
+from ..states import RUNNING_STATES, ChunkState, FailureKind, JobState
 from ..storage import display_name, import_storage
 from . import retention, transitions
 
@@ -83,58 +85,161 @@ def _refuse_unaccepted_format(options: ImporterOptions, name: str, upload: IO[by
         raise FileRejected(refusal)
 
 
-def delete_job(job: ImportJob) -> None:
+def delete_job(job: ImportJob | Any) -> None:
     """Delete a job that is not running, with its chunks, errors and stored files.
 
+    The state is checked and the row deleted under the job's row lock, as every move is, so a
+    copy of the job loaded before a Confirm never deletes the import that Confirm started.
     The files go once the deletion is committed, so a rolled-back delete keeps them.
     """
-    if job.state in (JobState.CREATED, JobState.IMPORT_IN_PROGRESS):
-        raise TransitionRefused("A job cannot be deleted while its preview or import runs.")
-    job_id, source_key = job.pk, job.source_key
+    job_id = getattr(job, "pk", job)
     with transaction.atomic():
-        job.delete()
+        locked = ImportJob.objects.select_for_update().filter(pk=job_id).first()
+        if locked is None:
+            return
+        if locked.state in RUNNING_STATES:
+            raise TransitionRefused(
+                _("A job cannot be deleted while its preview or import runs; cancel it first.")
+            )
+        source_key = locked.source_key
+        locked.delete()
         transaction.on_commit(lambda: import_storage().delete_job_files(job_id, source_key))
+
+
+def cancel_job(job_id: Any, *, user: Any = None) -> ImportJob:
+    """Cancel a running preview or import: it ends PREVIEW_FAILED or IMPORT_FAILED with
+    "Cancelled by <user>", and an import's lock is released.
+
+    The move takes the job's row lock, so it waits for chunks in flight to commit (they count)
+    and every chunk that starts later finds the job no longer running and writes nothing. A
+    cancelled import failed by a fault: Resume writes its remaining chunks. Raises
+    :class:`TransitionRefused` if the job is not running.
+    """
+    reason = _("Cancelled by %(user)s.") % {"user": _user_name(user)}
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.state == JobState.CREATED:
+            moved = _cancel_preview(job, reason)
+        elif job.state == JobState.IMPORT_IN_PROGRESS:
+            moved = _cancel_import(job, reason)
+        else:
+            moved = False
+        if not moved:
+            raise TransitionRefused(
+                _("Only a running preview or import can be cancelled; the job is %(state)s.")
+                % {"state": job.get_state_display().lower()}
+            )
+    job.refresh_from_db()
+    return job
+
+
+def _user_name(user: Any) -> str:
+    if user is None or not getattr(user, "pk", None):
+        return _("an administrator")
+    return user.get_username()
+
+
+def _cancel_preview(job: ImportJob, reason: str) -> bool:
+    return transitions.move(
+        job.pk,
+        JobState.PREVIEW_FAILED,
+        expected=[JobState.CREATED],
+        message=reason,
+        error_summary=reason,
+        failure_kind="",
+        preview_finished_at=timezone.now(),
+    )
+
+
+def _cancel_import(job: ImportJob, reason: str) -> bool:
+    imported = job.chunks.aggregate(n=Sum("imported_rows"))["n"] or 0
+    rest = (job.total_rows or 0) - imported
+    summary = (
+        reason
+        + " "
+        + _("%(imported)s row(s) were imported; resume the import to write the other %(rest)s.")
+        % {"imported": f"{imported:,}", "rest": f"{rest:,}"}
+    )
+    moved = transitions.move(
+        job.pk,
+        JobState.IMPORT_FAILED,
+        expected=[JobState.IMPORT_IN_PROGRESS],
+        message=reason,
+        error_summary=summary,
+        failure_kind=FailureKind.FAULT,
+        imported_rows=imported,
+        import_finished_at=timezone.now(),
+    )
+    if moved:
+        token = job.lock_token
+        transaction.on_commit(lambda: ContentTypeLock(job.content_type_id).release(token))
+    return moved
 
 
 def confirm_refusals(job: ImportJob) -> list[str]:
     """Why Confirm Import would be refused now; empty when it is allowed."""
+    refusal = _confirm_refusal(job)
+    return [str(refusal)] if refusal is not None else []
+
+
+def _confirm_refusal(job: ImportJob) -> TransitionRefused | None:
+    """The refusal Confirm Import would raise now (typed), or ``None``."""
     if job.files_removed_at is not None:
-        return [retention.files_removed_refusal()]
+        return TransitionRefused(retention.files_removed_refusal())
     if job.state != JobState.PREVIEW_SUCCEEDED:
-        return [
+        return TransitionRefused(
             f"The job is {job.get_state_display().lower()}; only a job whose preview succeeded "
             "can be imported."
-        ]
+        )
     if job.invalid_rows:
-        return [
+        return TransitionRefused(
             f"The preview found {job.invalid_rows:,} row(s) with errors; fix the file and "
             "upload it again."
-        ]
-    other = (
-        ImportJob.objects.filter(
-            content_type_id=job.content_type_id, state=JobState.IMPORT_IN_PROGRESS
         )
-        .exclude(pk=job.pk)
-        .first()
-    )
+    other = _importing_job(job)
     if other is not None:
-        return [_busy_message(job, other.pk)]
-    return []
+        return ImportLockHeld(_busy_message(job, other))
+    return None
+
+
+def _importing_job(job: ImportJob) -> Any:
+    """The id of another job of the same target that is importing, as committed."""
+    others = ImportJob.objects.filter(
+        content_type_id=job.content_type_id, state=JobState.IMPORT_IN_PROGRESS
+    ).exclude(pk=job.pk)
+    return others.values_list("pk", flat=True).first()
 
 
 def _busy_message(job: ImportJob, other: Any) -> str:
     model = job.content_type.model_class()
     label = model._meta.verbose_name_plural if model else job.content_type
+    if other is None:
+        return f"Another import into {label} is starting or ending; try again in a moment."
     return f"Another import into {label} is running (job {other}); wait until it finishes."
 
 
+def lock_token_for(job_id: Any) -> str:
+    """A new lock token that names its job: the job's hex id, then a random part."""
+    return uuid.UUID(str(job_id)).hex + uuid.uuid4().hex
+
+
+def job_of_token(token: str | None) -> uuid.UUID | None:
+    """The job a lock token names (see :func:`lock_token_for`), if it names one."""
+    try:
+        return uuid.UUID(hex=token[:32]) if token else None
+    except ValueError:
+        return None
+
+
 def _holding_job(job: ImportJob, token: str | None) -> Any:
-    """The id of the job that holds the target's lock, as far as the database knows."""
+    """The id of the job that holds the target's lock: named by the token itself (even before
+    that job's move commits), else found in the database."""
+    named = job_of_token(token)
+    if named is not None and named != job.pk:
+        return named
     holders = ImportJob.objects.filter(content_type_id=job.content_type_id).exclude(pk=job.pk)
-    holder = (holders.filter(lock_token=token).first() if token else None) or holders.filter(
-        state=JobState.IMPORT_IN_PROGRESS
-    ).first()
-    return holder.pk if holder is not None else "unknown"
+    holder = holders.filter(lock_token=token).first() if token else None
+    return holder.pk if holder is not None else _importing_job(job)
 
 
 def confirm_import(job_id: Any, *, user: Any = None) -> ImportJob:
@@ -143,11 +248,9 @@ def confirm_import(job_id: Any, *, user: Any = None) -> ImportJob:
     Raises :class:`TransitionRefused` (or :class:`ImportLockHeld`) naming the rule that failed.
     """
     job = ImportJob.objects.select_related("content_type").get(pk=job_id)
-    refusals = confirm_refusals(job)
-    if refusals:
-        raise (ImportLockHeld if "Another import" in refusals[0] else TransitionRefused)(
-            refusals[0]
-        )
+    refusal = _confirm_refusal(job)
+    if refusal is not None:
+        raise refusal
     _check_source_unchanged(job)
     _start_import(job, expected=JobState.PREVIEW_SUCCEEDED, user=user)
     job.refresh_from_db()
@@ -195,7 +298,7 @@ def resume_import(job_id: Any, *, user: Any = None) -> ImportJob:
 
 
 def _start_import(job: ImportJob, *, expected: JobState, user: Any) -> None:
-    token = uuid.uuid4().hex
+    token = lock_token_for(job.pk)
     lock = ContentTypeLock(job.content_type_id)
     if not lock.acquire(token):
         raise ImportLockHeld(_busy_message(job, _holding_job(job, lock.holder())))
@@ -224,7 +327,7 @@ def _start_import(job: ImportJob, *, expected: JobState, user: Any) -> None:
             dispatch.send_on_commit(dispatch.RUN_IMPORT, [str(job.pk)], app_settings.IMPORT_QUEUE)
     except IntegrityError:
         lock.release(token)
-        raise ImportLockHeld(_busy_message(job, "another job")) from None
+        raise ImportLockHeld(_busy_message(job, _importing_job(job))) from None
     except BaseException:
         lock.release(token)
         raise

@@ -52,10 +52,15 @@ def split_source(job_id: Any) -> list[int]:
         if job.unfinished_splits >= app_settings.MAX_CHUNK_ATTEMPTS:
             fail_split(job.pk, _split_stopped_message(job))
             return []
+        ImportJob.objects.filter(pk=job.pk, preview_started_at__isnull=True).update(
+            preview_started_at=timezone.now()  # a worker has taken the preview
+        )
         try:
             _split_attempt(job)
         except (FileRejected, SourceChanged) as exc:
             fail_split(job.pk, str(exc))
+            return []
+        except PreviewStopped:
             return []
         pending = _pending_chunks(job)
     else:  # a split delivered again after it finished: its sends may have been lost
@@ -150,6 +155,7 @@ def _split(job: ImportJob) -> None:
             if len(builder) >= chunk_size or table.chars_read - chunk_start >= max_chars:
                 ledger.append(_store_chunk(job, len(ledger), builder))
                 chunk_start = table.chars_read
+                _stop_if_not_previewing(job.pk)
         if len(builder):
             ledger.append(_store_chunk(job, len(ledger), builder))
         detected = table.detected
@@ -160,9 +166,17 @@ def _split(job: ImportJob) -> None:
         detected_delimiter=detected.get("delimiter", "")[:1],
         chunk_count=len(ledger),
         total_rows=total,
-        preview_started_at=timezone.now(),
         progress_at=timezone.now(),
     )
+
+
+class PreviewStopped(Exception):
+    """The job left CREATED (it was cancelled) while its file was being split."""
+
+
+def _stop_if_not_previewing(job_id: Any) -> None:
+    if not ImportJob.objects.filter(pk=job_id, state=JobState.CREATED).exists():
+        raise PreviewStopped(job_id)
 
 
 def _discard_chunks(job_id: Any) -> None:
