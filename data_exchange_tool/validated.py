@@ -36,8 +36,9 @@ from rest_framework.validators import (
     UniqueValidator,
 )
 
-from .dbquery import filtered_in
 from .options import ImporterOptions
+from .validation.dbquery import filtered_in
+from .validation.errors import code_of, messages
 from .writers import uses_bulk_path
 
 FORMAT_VERSION = 1
@@ -514,8 +515,4 @@ def _existing(queryset: models.QuerySet, lookup: str, values: set[Any]) -> set[A
 
 
 def _failures(row_number: int, name: str, detail: Any) -> list[Failure]:
-    messages = detail if isinstance(detail, list) else [detail]
-    return [
-        Failure(row_number, name, str(getattr(m, "code", "") or "invalid"), str(m))
-        for m in messages
-    ]
+    return [Failure(row_number, name, code_of(m), str(m)) for m in messages(detail)]

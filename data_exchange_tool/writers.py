@@ -38,6 +38,7 @@ from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from .options import ImporterOptions
+from .validation.errors import flatten
 
 BULK_BATCH_SIZE = 1000
 Records: TypeAlias = list[tuple[int, dict[str, Any]]]
@@ -625,28 +626,7 @@ def _row_problems(row_number: int, exc: Exception) -> list[RowProblem] | None:
 
 
 def _detail_problems(row_number: int, detail: Any) -> list[RowProblem]:
-    if not isinstance(detail, dict):
-        detail = {"": detail}
-    non_field = serializers.api_settings.NON_FIELD_ERRORS_KEY
-    problems = []
-    for name, messages in detail.items():
-        field = "" if name in ("", non_field, "__all__") else str(name)
-        for message in _flat(messages):
-            code = str(getattr(message, "code", "") or "invalid")
-            problems.append(RowProblem(row_number, field, code, str(message)))
-    return problems
-
-
-def _flat(messages: Any) -> Iterator[Any]:
-    if isinstance(messages, dict):
-        for key, nested in messages.items():
-            for message in _flat(nested):
-                yield serializers.ErrorDetail(f"{key}: {message}", getattr(message, "code", None))
-    elif isinstance(messages, list | tuple):
-        for message in messages:
-            yield from _flat(message)
-    else:
-        yield messages
+    return [RowProblem(row_number, name, code, text) for name, code, text in flatten(detail)]
 
 
 def _db_message(exc: Exception) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection, models
 
-from data_exchange_tool.dbquery import filtered_in, keeps_text
+from data_exchange_tool.validation.dbquery import filtered_in, keeps_text
 from tests.testapp.models import Partner
 
 

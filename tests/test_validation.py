@@ -14,10 +14,9 @@ from decimal import Decimal
 import pytest
 from rest_framework import serializers
 
-from data_exchange_tool.fastvalidation import compile_serializer
 from data_exchange_tool.options import ImporterOptions
 from data_exchange_tool.registry import get_importer
-from data_exchange_tool.validation import CellError, RowValidator
+from data_exchange_tool.validation import CellError, RowValidator, compile_serializer
 from tests.testapp.models import Partner, StockRecord
 from tests.testapp.serializers import ImportStockRecordSerializer
 

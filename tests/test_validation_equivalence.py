@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
-from data_exchange_tool.fastvalidation import compile_serializer
+from data_exchange_tool.validation import compile_serializer
 from tests.testapp.models import Partner, StockRecord
 from tests.testapp.serializers import ImportStockRecordSerializer
 

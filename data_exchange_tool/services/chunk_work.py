@@ -20,11 +20,10 @@ from ..models import ImportChunk, ImportJob, RowError
 from ..states import Phase
 from ..storage import import_storage
 from ..validation import CellError, RowValidator, ValidationResult
+from ..validation.errors import clip
 from ..writers import RowProblem, Rows
 
 logger = logging.getLogger(__name__)
-
-MAX_VALUE_LENGTH = 1000
 
 
 @contextmanager
@@ -172,11 +171,10 @@ class _CellText:
 
 
 def _cell_error(job: ImportJob, failure: validated.Failure, text: str | None) -> CellError:
-    value = text or ""
-    if len(value) > MAX_VALUE_LENGTH:
-        value = value[:MAX_VALUE_LENGTH] + "…"
     column = job.column_map.get(failure.name, failure.name)
-    return CellError(failure.row_number, column, failure.name, failure.code, failure.message, value)
+    return CellError(
+        failure.row_number, column, failure.name, failure.code, failure.message, clip(text)
+    )
 
 
 def write_errors(job: ImportJob, chunk: ImportChunk, problems: list[RowProblem]) -> list[CellError]:

@@ -1,10 +1,9 @@
-"""Header matching and row validation with the importer's DRF serializer.
+"""Row validation with the importer's DRF serializer.
 
-Headers match serializer fields ignoring case and surrounding spaces (and through
-``Meta.header_aliases``). Rows are validated by one serializer instance reused for a whole
-chunk, with the result of ``serializer.run_validation`` per row, so the user's field
-validators, ``validate_<field>()`` and ``validate()`` all run with their own messages; related
-fields and unique checks cost one query per field per chunk.
+Rows are validated by one serializer instance reused for a whole chunk, with the result of
+``serializer.run_validation`` per row, so the user's field validators, ``validate_<field>()``
+and ``validate()`` all run with their own messages; related fields and unique checks cost one
+query per field per chunk.
 """
 
 from __future__ import annotations
@@ -15,19 +14,16 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 from rest_framework import serializers
-from rest_framework.exceptions import ErrorDetail
 from rest_framework.validators import UniqueTogetherValidator, UniqueValidator
 
-from .chunks import ChunkRows
-from .exceptions import HeaderMismatch
-from .fastvalidation import compile_serializer
-from .options import ImporterOptions, normalise_header
+from ..chunks import ChunkRows
+from ..options import ImporterOptions
+from .compiled import compile_serializer
+from .errors import clip, flatten
+from .outcomes import Outcome
 
-MAX_VALUE_LENGTH = 1000
 BATCH_ROWS = 20_000  # rows validated together (one lookup query per field per batch)
 Record = tuple[int, int, dict[str, str]]
-Outcome = tuple[bool, Any]
-NON_FIELD = serializers.api_settings.NON_FIELD_ERRORS_KEY
 
 
 @dataclass(frozen=True)
@@ -49,55 +45,12 @@ class ValidationResult:
     invalid_rows: int = 0
 
 
-def writable_fields(serializer: serializers.BaseSerializer) -> dict[str, serializers.Field]:
-    return {name: f for name, f in serializer.fields.items() if not f.read_only}
-
-
-def match_header(header: list[str], importer: ImporterOptions) -> dict[str, int]:
-    """Map each serializer field to the index of its column in ``header``.
-
-    Raises :class:`HeaderMismatch` naming every missing required column and every column
-    that matches no field, before any row is validated.
-    """
-    fields = writable_fields(importer.serializer_class())
-    by_name = {normalise_header(name): name for name in fields}
-    by_name.update({k: v for k, v in importer.normalised_aliases().items() if v in fields})
-    mapping: dict[str, int] = {}
-    unknown: list[str] = []
-    duplicated: list[str] = []
-    for index, raw in enumerate(header):
-        name = by_name.get(normalise_header(raw or ""))
-        if name is None:
-            if (raw or "").strip():
-                unknown.append(raw.strip())
-            continue
-        if name in mapping:
-            duplicated.append(raw.strip())
-        mapping[name] = index
-    missing = [name for name, f in fields.items() if f.required and name not in mapping]
-    problems = []
-    if missing:
-        problems.append("missing required column(s): " + ", ".join(missing))
-    if unknown:
-        problems.append("unknown column(s): " + ", ".join(unknown))
-    if duplicated:
-        problems.append("column(s) given twice: " + ", ".join(duplicated))
-    if problems:
-        expected = ", ".join(fields)
-        raise HeaderMismatch(
-            "The header does not match the importer: "
-            + "; ".join(problems)
-            + f". Expected columns: {expected}."
-        )
-    return mapping
-
-
 class RowValidator:
     """Validates rows of one job with one serializer instance.
 
     ``column_names`` maps serializer fields to the columns as written in the file, so errors
     name what the user sees. Rows are validated a batch at a time through the compiled plan
-    (see :mod:`data_exchange_tool.fastvalidation`) when the serializer allows it, else one by
+    (see :mod:`.compiled`) when the serializer allows it, else one by
     one with ``serializer.run_validation``; both give the same values and errors.
     """
 
@@ -190,21 +143,9 @@ class RowValidator:
         yield from self._flatten(row_number, detail, data)
 
     def _flatten(self, row_number: int, detail: Any, data: dict[str, str]) -> Iterator[CellError]:
-        if not isinstance(detail, dict):
-            detail = {NON_FIELD: detail}
-        for name, messages in detail.items():
-            column = "" if name == NON_FIELD else self.column_names.get(name, name)
-            value = _clip(data.get(name, "")) if name != NON_FIELD else ""
-            for message in _messages(messages):
-                code = getattr(message, "code", "") or "invalid"
-                yield CellError(
-                    row_number,
-                    column,
-                    "" if name == NON_FIELD else name,
-                    str(code),
-                    str(message),
-                    value,
-                )
+        for name, code, message in flatten(detail):
+            column = self.column_names.get(name, name) if name else ""
+            yield CellError(row_number, column, name, code, message, clip(data.get(name, "")))
 
 
 @dataclass(frozen=True)
@@ -236,23 +177,6 @@ def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
             batch = []
     if batch:
         yield batch
-
-
-def _messages(messages: Any) -> Iterator[ErrorDetail | str]:
-    if isinstance(messages, dict):
-        for key, nested in messages.items():
-            for message in _messages(nested):
-                yield ErrorDetail(f"{key}: {message}", getattr(message, "code", None))
-    elif isinstance(messages, list | tuple):
-        for message in messages:
-            yield from _messages(message)
-    else:
-        yield messages
-
-
-def _clip(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return text if len(text) <= MAX_VALUE_LENGTH else text[:MAX_VALUE_LENGTH] + "…"
 
 
 def _drop_unique_validators(serializer: serializers.Serializer, keys: tuple[str, ...]) -> None:

@@ -23,9 +23,8 @@ from rest_framework.validators import UniqueValidator
 
 from .converters import CHAR_FIELDS, CONVERTERS, Converter, known_check, text_check
 from .lookups import BatchedUnique, RelatedResolver
-from .outcomes import MISS, Failed, Pending, Returned, run_validators
+from .outcomes import MISS, Failed, Outcome, Pending, Returned, run_validators
 
-Outcome = tuple[bool, Any]  # (True, validated data) or (False, error detail)
 SERIALIZER_HOOKS = ("run_validation", "to_internal_value", "validate_empty_values")
 
 

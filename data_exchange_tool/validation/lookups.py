@@ -11,46 +11,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.core.exceptions import FieldDoesNotExist
 from django.db import DatabaseError, connections
 from django.db.models import Field as ModelField
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.utils.encoding import smart_str
 from rest_framework.exceptions import ValidationError
 from rest_framework.relations import PrimaryKeyRelatedField, SlugRelatedField
 from rest_framework.validators import UniqueValidator
 
-from ..dbquery import filtered_in, keeps_text
+from .dbquery import fetch_in, filtered_in, keeps_text, plain_field
 from .outcomes import MISS
 
 TRUSTED_VENDORS = frozenset({"postgresql", "sqlite"})
 QUERY_ERRORS = (TypeError, ValueError, OverflowError, DatabaseError)
 
 
-def plain_model_field(model: type[Model], name: str) -> ModelField | None:
-    """The concrete, non-relational model field ``name`` (``pk`` allowed), else ``None``."""
-    if "__" in name:
-        return None
-    try:
-        field = model._meta.pk if name == "pk" else model._meta.get_field(name)
-    except FieldDoesNotExist:
-        return None
-    if field.is_relation or not getattr(field, "concrete", False):
-        return None
-    return field
-
-
 def trusts_misses(queryset: QuerySet, model_field: ModelField) -> bool:
     vendor = connections[queryset.db].vendor
     return vendor in TRUSTED_VENDORS and not getattr(model_field, "db_collation", None)
-
-
-def fetch_in(queryset: QuerySet, name: str, keys: list[Any]) -> list[Any]:
-    """``queryset.filter(name__in=keys)`` in as few queries as the database allows."""
-    found: list[Any] = []
-    for part in filtered_in(queryset, name, keys):
-        found.extend(part)
-    return found
 
 
 def prepared_keys(
@@ -114,7 +92,7 @@ class RelatedResolver:
         """Look up every distinct cell value of the chunk at once."""
         queryset = self.field.get_queryset()
         name = self.field.slug_field if self.is_slug else "pk"
-        model_field = plain_model_field(queryset.model, name)
+        model_field = plain_field(queryset.model, name)
         if model_field is None:
             return
         keys = set(prepared_keys(queryset, model_field, set(raws)).values())
@@ -200,7 +178,7 @@ class BatchedUnique:
 
     def prefetch(self, values: Iterable[Any]) -> None:
         queryset = self.validator.queryset
-        model_field = plain_model_field(queryset.model, self.field_name)
+        model_field = plain_field(queryset.model, self.field_name)
         if model_field is None or not trusts_misses(queryset, model_field):
             return
         keys = prepared_keys(queryset, model_field, _hashable(values))

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import connections
-from django.db.models import CharField, Field, QuerySet, TextField
+from django.db.models import CharField, Field, Model, QuerySet, TextField
 from django.db.models.expressions import RawSQL
 
 
@@ -31,10 +31,18 @@ def filtered_in(queryset: QuerySet, name: str, values: Iterable[Any]) -> Iterato
         yield queryset.filter(**{f"{name}__in": values[start : start + limit]})
 
 
+def fetch_in(queryset: QuerySet, name: str, keys: list[Any]) -> list[Any]:
+    """``queryset.filter(name__in=keys)`` in as few queries as the database allows."""
+    found: list[Any] = []
+    for part in filtered_in(queryset, name, keys):
+        found.extend(part)
+    return found
+
+
 def _unnest(queryset: QuerySet, name: str, values: list[Any], connection: Any) -> RawSQL | None:
     if connection.vendor != "postgresql":
         return None
-    field = _plain_field(queryset, name)
+    field = plain_field(queryset.model, name)
     db_type = field.db_type(connection) if field is not None else None
     if field is None or not db_type:
         return None
@@ -48,8 +56,11 @@ def _unnest(queryset: QuerySet, name: str, values: list[Any], connection: Any) -
     return RawSQL(f"SELECT unnest(%s::{db_type}[])", (prepared,))
 
 
-def _plain_field(queryset: QuerySet, name: str) -> Field | None:
-    opts = queryset.model._meta
+def plain_field(model: type[Model], name: str) -> Field | None:
+    """The concrete, non-relational model field ``name`` (``pk`` allowed), else ``None``."""
+    if "__" in name:
+        return None
+    opts = model._meta
     try:
         field = opts.pk if name == "pk" else opts.get_field(name)
     except FieldDoesNotExist:

@@ -10,6 +10,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.fields import Field, get_error_detail
 
 MISS: Any = object()  # a fast converter's "let DRF decide this cell"
+Outcome = tuple[bool, Any]  # (True, validated data) or (False, error detail)
 
 
 class Pending:
@@ -37,9 +38,6 @@ class Failed:
 
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
-
-
-OUTCOMES = (Pending, Returned, Failed)
 
 
 def run_validators(field: Field, validators: Iterable[Any], value: Any) -> None:
