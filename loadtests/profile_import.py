@@ -83,7 +83,7 @@ def use_baseline() -> None:
     model, options = registry._importers[IMPORTER]
     changed = dataclasses.replace(options, revalidate_on_import=True)
     registry._importers[IMPORTER] = (model, changed)
-    writers.copy_insert = lambda model, objects: False
+    writers.pgcopy.copy_insert = lambda model, objects: False
 
 
 def csv_text(rows: int, seed: int = 7) -> str:

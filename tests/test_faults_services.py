@@ -309,7 +309,7 @@ def test_concurrent_upserts_of_the_same_keys_in_opposite_order_do_not_deadlock(m
         assert len({name.split()[0] for name in names}) == 1, "one writer's rows win whole"
 
         # The bait is real: written in the order given, the same batches deadlock.
-        monkeypatch.setattr(writers, "_sort_key", lambda model, keys: lambda row: 0)
+        monkeypatch.setattr(writers.bulk, "_sort_key", lambda model, keys: lambda row: 0)
         errors = upsert_concurrently(batches)
     assert any("deadlock" in str(e) for e in errors), errors
 

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
-from data_exchange_tool import registry, services, validated, writers
+from data_exchange_tool import chunkfiles, registry, services, writers
 from data_exchange_tool.models import ImportChunk, ImportJob
 from data_exchange_tool.options import importer_options
 from data_exchange_tool.services import chunk_work, importing, transitions
 from data_exchange_tool.states import ChunkState, JobState
 from data_exchange_tool.storage import import_storage
+from data_exchange_tool.validation import recheck
 from tests.testapp.models import Partner, StockRecord
 
 HEADER = "sku,name,price,quantity,warehouse,active,updated_at,partner\n"
@@ -91,7 +92,7 @@ def full_validations(monkeypatch) -> list[int]:
 def copies(monkeypatch) -> list[int]:
     """Row counts of the chunks written with COPY."""
     written: list[int] = []
-    original = writers.copy_insert
+    original = writers.pgcopy.copy_insert
 
     def spy(model, objects):
         done = original(model, objects)
@@ -99,7 +100,7 @@ def copies(monkeypatch) -> list[int]:
             written.append(len(objects))
         return done
 
-    monkeypatch.setattr(writers, "copy_insert", spy)
+    monkeypatch.setattr(writers.pgcopy, "copy_insert", spy)
     return written
 
 
@@ -107,7 +108,7 @@ def copies(monkeypatch) -> list[int]:
 def arrow_copies(monkeypatch) -> list[int]:
     """Row counts of the chunks written with one COPY of their stored columns."""
     written: list[int] = []
-    original = writers.copy_arrow
+    original = writers.pgcopy.copy_arrow
 
     def spy(model, table, absent=()):
         done = original(model, table, absent)
@@ -115,7 +116,7 @@ def arrow_copies(monkeypatch) -> list[int]:
             written.append(table.num_rows)
         return done
 
-    monkeypatch.setattr(writers, "copy_arrow", spy)
+    monkeypatch.setattr(writers.pgcopy, "copy_arrow", spy)
     return written
 
 
@@ -137,7 +138,7 @@ def table_rows() -> list[dict[str, Any]]:
 
 
 def valid_file_exists(job: ImportJob) -> bool:
-    key = validated.valid_key(job.chunks.get(index=0).storage_key)
+    key = chunkfiles.valid_key(job.chunks.get(index=0).storage_key)
     return import_storage().storage.exists(key)
 
 
@@ -148,8 +149,8 @@ def written_by_bulk_create(run_on_commit, monkeypatch, text: str) -> list[dict[s
     """The rows the serializer validates in full and ``bulk_create`` writes, on an empty table."""
     StockRecord.objects.all().delete()
     use_revalidation(monkeypatch)
-    monkeypatch.setattr(writers, "copy_insert", lambda model, objects: False)
-    monkeypatch.setattr(writers, "copy_arrow", lambda model, table, absent=(): False)
+    monkeypatch.setattr(writers.pgcopy, "copy_insert", lambda model, objects: False)
+    monkeypatch.setattr(writers.pgcopy, "copy_arrow", lambda model, table, absent=(): False)
     job = confirmed(run_on_commit, previewed(run_on_commit, text))
     assert job.state == JobState.IMPORT_SUCCEEDED, job.error_summary
     return table_rows()
@@ -200,9 +201,7 @@ def test_preview_stores_the_validated_rows_beside_the_chunk(partners, run_on_com
     job = previewed(run_on_commit, HEADER + csv_rows(3))
     chunk = job.chunks.get()
     plan = chunk_work.import_plan(job)
-    stored = validated.decode(
-        plan, import_storage().read_bytes(validated.valid_key(chunk.storage_key))
-    )
+    stored = chunkfiles.load_validated(plan, chunk.storage_key)
     assert stored is not None
     assert stored.row_numbers == [2, 3, 4]
     row_number, data = stored.records()[1]
@@ -305,7 +304,7 @@ def test_missing_validated_rows_fall_back_to_full_validation(
     partners, run_on_commit, full_validations
 ):
     job = previewed(run_on_commit, HEADER + csv_rows(3))
-    import_storage().storage.delete(validated.valid_key(job.chunks.get().storage_key))
+    import_storage().storage.delete(chunkfiles.valid_key(job.chunks.get().storage_key))
 
     job = confirmed(run_on_commit, job)
     assert (job.state, job.imported_rows) == (JobState.IMPORT_SUCCEEDED, 3)
@@ -447,7 +446,7 @@ def test_decimal_text_is_copied_only_when_the_column_keeps_it_exactly(partners, 
         }
     )
     with transaction.atomic():
-        assert writers.copy_arrow(StockRecord, table) is copied
+        assert writers.pgcopy.copy_arrow(StockRecord, table) is copied
     assert sorted(StockRecord.objects.values_list("price", flat=True)) == (
         sorted(Decimal(p) for p in prices) if copied else []
     )
@@ -461,7 +460,7 @@ def test_uuid_text_is_sent_as_is_only_in_its_canonical_form(text, copied):
     import pyarrow as pa
     from django.db import models
 
-    assert writers._sends_as_is(models.UUIDField(), pa.array([text, None])) is copied
+    assert writers.pgcopy._sends_as_is(models.UUIDField(), pa.array([text, None])) is copied
 
 
 # -- the writer ------------------------------------------------------------------------------------
@@ -500,14 +499,14 @@ def test_related_objects_and_foreign_key_values_write_the_same_rows(partners):
 
 
 def test_stored_values_keep_their_types_and_tell_missing_from_none():
-    plan = validated.Plan(model=StockRecord)
+    plan = recheck.Plan(model=StockRecord)
     when = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone(dt.timedelta(hours=-3)))
     rows = [
         (2, {"a": Decimal("1.10"), "b": when, "c": True, "d": None, "e": "x\ty", "f": 2**70}),
         (3, {"a": Decimal("-0.000"), "c": False, "d": 5, "g": uuid.UUID(int=7), "h": {"k": [1]}}),
         (4, {"i": dt.date(2024, 2, 29), "j": dt.time(1, 2, 3), "k": dt.timedelta(days=2)}),
     ]
-    stored = validated.decode(plan, validated.encode(plan, rows))
+    stored = chunkfiles.validated.decode(plan, chunkfiles.validated.encode(plan, rows))
     assert stored is not None
     assert stored.records() == rows
     (_r, first), (_s, second), _third = stored.records()
@@ -517,7 +516,7 @@ def test_stored_values_keep_their_types_and_tell_missing_from_none():
 
 @pytest.mark.parametrize("value", [object(), dt.time(1, tzinfo=dt.UTC), {"k": (1, 2)}, Decimal(1)])
 def test_values_that_cannot_be_stored_exactly_are_refused(value):
-    plan = validated.Plan(model=StockRecord)
+    plan = recheck.Plan(model=StockRecord)
     rows = [(2, {"a": value}), (3, {"a": 1 if isinstance(value, Decimal) else None})]
-    with pytest.raises(validated.NotStorable):
-        validated.encode(plan, rows)
+    with pytest.raises(chunkfiles.NotStorable):
+        chunkfiles.validated.encode(plan, rows)

@@ -13,11 +13,12 @@ from django.core import checks as django_checks
 from django.db import connection, transaction
 from django.test import override_settings
 
-from data_exchange_tool import registry, services, validated, writers
+from data_exchange_tool import chunkfiles, registry, services, writers
 from data_exchange_tool.exceptions import TransitionRefused
 from data_exchange_tool.models import ImportJob
 from data_exchange_tool.options import ImporterOptions
 from data_exchange_tool.states import ChunkState, FailureKind, JobState
+from data_exchange_tool.validation import recheck
 from tests.testapp.models import Partner, StockRecord, Subscriber
 
 HEADER = "sku,name,price,quantity,warehouse,active,updated_at,partner\n"
@@ -217,9 +218,9 @@ def validated_rows(
     rows = [(n, serializer.run_validation(data)) for n, data in enumerate(cells, start=2)]
     if form == "records":
         return rows
-    plan = validated.plan_for(options, serializer)
+    plan = recheck.plan_for(options, serializer)
     assert plan is not None
-    stored = validated.decode(plan, validated.encode(plan, rows))
+    stored = chunkfiles.validated.decode(plan, chunkfiles.validated.encode(plan, rows))
     assert stored is not None
     return stored
 

@@ -14,12 +14,11 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import chunks, validated
+from .. import chunkfiles
 from ..conf import app_settings
 from ..models import ImportChunk, ImportJob, RowError
 from ..states import Phase
-from ..storage import import_storage
-from ..validation import CellError, RowValidator, ValidationResult
+from ..validation import CellError, RowValidator, ValidationResult, recheck
 from ..validation.errors import clip
 from ..writers import RowProblem, Rows
 
@@ -72,9 +71,9 @@ def rows_label(chunk: ImportChunk) -> str:
     )
 
 
-def load_rows(chunk: ImportChunk) -> chunks.ChunkRows:
+def load_rows(chunk: ImportChunk) -> chunkfiles.ChunkRows:
     """A chunk's rows as stored by the split."""
-    return chunks.decode(import_storage().read_bytes(chunk.storage_key))
+    return chunkfiles.load_rows(chunk.storage_key)
 
 
 def validate_chunk_rows(job: ImportJob, chunk: ImportChunk) -> ValidationResult:
@@ -82,7 +81,7 @@ def validate_chunk_rows(job: ImportJob, chunk: ImportChunk) -> ValidationResult:
     return validate_rows(job, load_rows(chunk))
 
 
-def validate_rows(job: ImportJob, rows: chunks.ChunkRows) -> ValidationResult:
+def validate_rows(job: ImportJob, rows: chunkfiles.ChunkRows) -> ValidationResult:
     """Validate a chunk's rows with the importer's serializer."""
     validator = RowValidator(
         job.importer_options,
@@ -93,10 +92,10 @@ def validate_rows(job: ImportJob, rows: chunks.ChunkRows) -> ValidationResult:
     return validator.validate_chunk(rows)
 
 
-def import_plan(job: ImportJob) -> validated.Plan | None:
+def import_plan(job: ImportJob) -> recheck.Plan | None:
     """How the import may trust the preview's validated rows; ``None``: validate again."""
     importer = job.importer_options
-    return validated.plan_for(importer, importer.serializer_class(context={"import_job": job}))
+    return recheck.plan_for(importer, importer.serializer_class(context={"import_job": job}))
 
 
 def store_validated(
@@ -107,15 +106,13 @@ def store_validated(
     if plan is None:
         return
     try:
-        data = validated.encode(plan, rows)
-    except validated.NotStorable as exc:
+        chunkfiles.save_validated(plan, chunk.storage_key, rows)
+    except chunkfiles.NotStorable as exc:
         logger.info(
             "Chunk %s: validated rows not stored (%s); the import validates again.",
             chunk.index,
             exc,
         )
-        return
-    import_storage().write_bytes(validated.valid_key(chunk.storage_key), data)
 
 
 @dataclass
@@ -131,12 +128,12 @@ def rows_for_import(job: ImportJob, chunk: ImportChunk) -> ReadyRows:
     """A chunk's rows ready to write: the preview's validated rows checked again against the
     database, or (when none were kept) the whole chunk validated again."""
     plan = import_plan(job)
-    stored = _load_validated(plan, chunk) if plan is not None else None
+    stored = chunkfiles.load_validated(plan, chunk.storage_key) if plan is not None else None
     if plan is None or stored is None or len(stored) != chunk.row_count:
         result = validate_chunk_rows(job, chunk)
         return ReadyRows(result.valid, result.errors)
     cells = _CellText(chunk)
-    failures = validated.Recheck(plan, stored, cells).failures()
+    failures = recheck.Recheck(plan, stored, cells).failures()
     if not failures:
         return ReadyRows(stored)
     return ReadyRows(
@@ -146,31 +143,23 @@ def rows_for_import(job: ImportJob, chunk: ImportChunk) -> ReadyRows:
     )
 
 
-def _load_validated(plan: validated.Plan, chunk: ImportChunk) -> validated.StoredRows | None:
-    try:
-        data = import_storage().read_bytes(validated.valid_key(chunk.storage_key))
-    except FileNotFoundError:
-        return None
-    return validated.decode(plan, data)
-
-
 class _CellText:
     """The text of a chunk's cells as in the file, read only when asked for."""
 
     def __init__(self, chunk: ImportChunk) -> None:
         self.chunk = chunk
-        self.rows: chunks.ChunkRows | None = None
+        self.rows: chunkfiles.ChunkRows | None = None
         self.index: dict[int, int] = {}
 
     def __call__(self, name: str, row_number: int) -> str | None:
         if self.rows is None:
-            self.rows = chunks.decode(import_storage().read_bytes(self.chunk.storage_key))
+            self.rows = chunkfiles.load_rows(self.chunk.storage_key)
             self.index = {r: i for i, r in enumerate(self.rows.row_numbers)}
         column = self.rows.columns.get(name)
         return None if column is None else column[self.index[row_number]]
 
 
-def _cell_error(job: ImportJob, failure: validated.Failure, text: str | None) -> CellError:
+def _cell_error(job: ImportJob, failure: recheck.Failure, text: str | None) -> CellError:
     column = job.column_map.get(failure.name, failure.name)
     return CellError(
         failure.row_number, column, failure.name, failure.code, failure.message, clip(text)
@@ -183,7 +172,7 @@ def write_errors(job: ImportJob, chunk: ImportChunk, problems: list[RowProblem])
     return [
         _cell_error(
             job,
-            validated.Failure(p.row_number, p.field, p.code, p.message),
+            recheck.Failure(p.row_number, p.field, p.code, p.message),
             cells(p.field, p.row_number) if p.field else None,
         )
         for p in problems[: app_settings.MAX_ERRORS_PER_CHUNK]

@@ -31,10 +31,9 @@ from django.db import models
 from django.db.models import NOT_PROVIDED
 from django.utils.translation import gettext as _
 
-from .. import chunks
+from .. import chunkfiles
 from ..models import ImportChunk, ImportJob
 from ..states import Phase
-from ..storage import import_storage
 from ..validation import CellError, writable_fields
 from ..writers import uses_bulk_path
 from .chunk_work import store_errors, validate_rows
@@ -331,7 +330,7 @@ def _name_duplicates(job: ImportJob, keys: list[UniqueKey], candidates: list[Any
         positions = np.flatnonzero(np.logical_or.reduce(hits)).tolist()
         if not positions:
             continue
-        rows = _subset(chunks.decode(import_storage().read_bytes(storage_key)), positions)
+        rows = _subset(chunkfiles.load_rows(storage_key), positions)
         index = {row: i for i, row in enumerate(rows.row_numbers)}
         errors: list[CellError] = []
         for row, data in validate_rows(job, rows).valid:
@@ -349,8 +348,8 @@ def _name_duplicates(job: ImportJob, keys: list[UniqueKey], candidates: list[Any
     return len(invalid)
 
 
-def _subset(rows: chunks.ChunkRows, positions: list[int]) -> chunks.ChunkRows:
-    return chunks.ChunkRows(
+def _subset(rows: chunkfiles.ChunkRows, positions: list[int]) -> chunkfiles.ChunkRows:
+    return chunkfiles.ChunkRows(
         [rows.row_numbers[i] for i in positions],
         [rows.extra_cells[i] for i in positions],
         {name: [column[i] for i in positions] for name, column in rows.columns.items()},

@@ -22,7 +22,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import chunks, dispatch, hooks
+from .. import chunkfiles, dispatch, hooks
 from ..conf import app_settings
 from ..exceptions import FileRejected, SourceChanged
 from ..models import ImportChunk, ImportJob, RowError
@@ -147,7 +147,7 @@ def _split(job: ImportJob) -> None:
         ImportJob.objects.filter(pk=job.pk).update(
             file_format=file_format, header=list(column_map.values()), column_map=column_map
         )
-        builder = chunks.ChunkBuilder(field_indexes, len(table.header))
+        builder = chunkfiles.ChunkBuilder(field_indexes, len(table.header))
         ledger: list[ImportChunk] = []
         chunk_start = table.chars_read
         for row_number, cells in table.rows():
@@ -191,7 +191,7 @@ def _discard_chunks(job_id: Any) -> None:
         ledger.delete()
 
 
-def _store_chunk(job: ImportJob, index: int, builder: chunks.ChunkBuilder) -> ImportChunk:
+def _store_chunk(job: ImportJob, index: int, builder: chunkfiles.ChunkBuilder) -> ImportChunk:
     """Store one chunk's rows and its ledger row, and send its validation."""
     storage = import_storage()
     key = storage.chunk_key(job.pk, index)
@@ -340,7 +340,7 @@ def _reduce(job: ImportJob) -> None:
 
 def _sample(chunk: ImportChunk) -> list[dict[str, Any]]:
     limit = app_settings.PREVIEW_SAMPLE_ROWS
-    rows = chunks.decode(import_storage().read_bytes(chunk.storage_key))
+    rows = chunkfiles.load_rows(chunk.storage_key)
     sample = []
     for row_number, _extra, data in rows.records():
         if len(sample) >= limit:

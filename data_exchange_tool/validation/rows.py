@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from rest_framework import serializers
 from rest_framework.validators import UniqueTogetherValidator, UniqueValidator
 
-from ..chunks import ChunkRows
+from ..chunkfiles import ChunkRows
 from ..options import ImporterOptions
 from .compiled import compile_serializer
 from .errors import clip, flatten

@@ -3,16 +3,16 @@
 A chunk holds the text cells of its rows, one string column per serializer field (named by the
 field), plus ``__row`` (the row number) and ``__extra``: how many non-empty cells a row had
 beyond the header, or, negative, how many fields it lacked (a CSV record shorter than the
-header). The header's width is kept in the file's metadata. pyarrow is imported here only.
+header). The header's width is kept in the file's metadata.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-ROW = "__row"
+from .parquet import ROW, read_table, write_table
+
 EXTRA = "__extra"
 HEADER_WIDTH = b"header_width"
 
@@ -107,7 +107,6 @@ class ChunkBuilder:
 
 def encode(rows: ChunkRows) -> bytes:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     arrays = {
         ROW: pa.array(rows.row_numbers, pa.int64()),
@@ -118,18 +117,13 @@ def encode(rows: ChunkRows) -> bytes:
     table = pa.table(arrays)
     if rows.header_width is not None:
         table = table.replace_schema_metadata({HEADER_WIDTH: str(rows.header_width)})
-    sink = io.BytesIO()
-    # plain (not dictionary) pages: reading them back into Python is twice as fast
-    pq.write_table(table, sink, compression="zstd", use_dictionary=False)
-    return sink.getvalue()
+    return write_table(table)
 
 
 def decode(data: bytes, fields: list[str] | None = None) -> ChunkRows:
     """Decode a chunk; with ``fields``, only those columns (and the row numbers)."""
-    import pyarrow.parquet as pq
-
     columns = None if fields is None else [ROW, EXTRA, *fields]
-    table = pq.read_table(io.BytesIO(data), columns=columns)
+    table = read_table(data, columns)
     names = [n for n in table.column_names if n not in (ROW, EXTRA)]
     width = (table.schema.metadata or {}).get(HEADER_WIDTH)
     return ChunkRows(
