@@ -25,6 +25,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from .exceptions import ImproperlyConfiguredImporter
+from .readers import FORMATS
 
 if TYPE_CHECKING:
     from django.db.models import Model
@@ -43,9 +44,6 @@ IMPORTER_META_OPTIONS = (
 if not set(IMPORTER_META_OPTIONS) <= set(django_options.DEFAULT_NAMES):
     django_options.DEFAULT_NAMES = (*django_options.DEFAULT_NAMES, *IMPORTER_META_OPTIONS)
 
-SUPPORTED_FORMATS = ("csv", "tsv", "xlsx")
-FORMAT_LABELS = {"csv": "CSV", "tsv": "TSV", "xlsx": "XLSX"}
-
 
 @dataclass(frozen=True)
 class ImporterOptions:
@@ -56,7 +54,7 @@ class ImporterOptions:
     serializer_ref: Any  # a serializer class or a dotted path
     unique_fields: tuple[str, ...] = ()
     chunk_size: int | None = None
-    accepted_formats: tuple[str, ...] = SUPPORTED_FORMATS
+    accepted_formats: tuple[str, ...] = tuple(FORMATS)
     header_aliases: dict[str, str] = field(default_factory=dict)
     # True: the import runs the whole serializer again on every row, instead of trusting the
     # values the preview validated and checking only related rows and unique values again.
@@ -101,7 +99,7 @@ class ImporterOptions:
             return ""
         kinds = {"csv": _("a CSV file"), "tsv": _("a TSV file"), "xlsx": _("an XLSX workbook")}
         return _("This importer accepts only %(accepted)s files; “%(name)s” is %(kind)s.") % {
-            "accepted": _(" or ").join(FORMAT_LABELS[f] for f in self.accepted_formats),
+            "accepted": _(" or ").join(FORMATS[f] for f in self.accepted_formats),
             "name": name,
             "kind": kinds.get(file_format, file_format),
         }
@@ -142,10 +140,10 @@ def importer_options(model: type[Model]) -> ImporterOptions | None:
     chunk_size = getattr(meta, "chunk_size", None)
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         fail(f"Meta.chunk_size must be a positive integer, got {chunk_size!r}.")
-    formats = tuple(getattr(meta, "accepted_formats", None) or SUPPORTED_FORMATS)
-    unknown = sorted(set(formats) - set(SUPPORTED_FORMATS))
+    formats = tuple(getattr(meta, "accepted_formats", None) or FORMATS)
+    unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
-        fail(f"Meta.accepted_formats has unsupported formats {unknown}; use {SUPPORTED_FORMATS}.")
+        fail(f"Meta.accepted_formats has unsupported formats {unknown}; use {tuple(FORMATS)}.")
     aliases = getattr(meta, "header_aliases", None) or {}
     if not isinstance(aliases, dict):
         fail("Meta.header_aliases must be a dict of {file header: serializer field}.")

@@ -27,6 +27,7 @@ from django.dispatch import receiver
 
 from .conf import app_settings, media_root
 from .exceptions import SourceChanged
+from .readers import EXTENSIONS
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 HASH_BLOCK = 1024 * 1024
 STORAGE_ALIAS = "data_exchange"  # the STORAGES alias a project may define for import files
 PRIVATE_DIR_NAME = "data_exchange_private"
-SOURCE_EXTENSIONS = {"csv", "tsv", "txt", "tab", "xlsx", "xlsm", "gz"}
+SOURCE_EXTENSIONS = {ext.removeprefix(".") for ext in EXTENSIONS} | {"gz"}
 
 
 @dataclass(frozen=True)

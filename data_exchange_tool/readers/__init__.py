@@ -5,20 +5,29 @@ from __future__ import annotations
 import zlib
 from typing import BinaryIO
 
-from .base import FileRejected, ReadOptions, Row, TableReader, reject
+from .base import (
+    EXTENSIONS,
+    FORMATS,
+    GZIP_MAGIC,
+    FileRejected,
+    ReadOptions,
+    Row,
+    TableReader,
+    reject,
+)
 
-__all__ = ["FileRejected", "ReadOptions", "Row", "TableReader", "detect_format", "open_table"]
+__all__ = [
+    "EXTENSIONS",
+    "FORMATS",
+    "FileRejected",
+    "ReadOptions",
+    "Row",
+    "TableReader",
+    "detect_format",
+    "open_table",
+]
 
-EXTENSIONS = {
-    ".csv": "csv",
-    ".txt": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".xlsx": "xlsx",
-    ".xlsm": "xlsx",
-}
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
-GZIP_MAGIC = b"\x1f\x8b"
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 #: magic numbers of common binary files a user might upload by mistake
 BINARY_MAGIC = (
@@ -35,7 +44,6 @@ BINARY_MAGIC = (
 TEXT_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-16 and UTF-32 (whose LE BOM starts the same)
 #: control bytes that do not occur in text (TAB, LF, FF, CR and ESC do)
 CONTROL_BYTES = bytes([*range(0, 9), 11, *range(14, 27), *range(28, 32)])
-FORMAT_NAMES = {"csv": "CSV", "tsv": "TSV"}
 
 
 def detect_format(name: str, head: bytes) -> str:
@@ -124,7 +132,7 @@ def _check_xlsx(kind: str) -> str:
 def _check_text(file_format: str, kind: str) -> str:
     if kind == "text":
         return file_format
-    label = FORMAT_NAMES[file_format]
+    label = FORMATS[file_format]
     if kind == "zip":
         raise reject(
             f"This file is not a {label} file: it looks like an XLSX workbook (zip). "

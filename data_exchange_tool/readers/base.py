@@ -16,6 +16,19 @@ from ..exceptions import FileRejected
 
 Row = tuple[int, list[str | None]]
 
+#: the formats the readers read, each with the name a user knows it by
+FORMATS = {"csv": "CSV", "tsv": "TSV", "xlsx": "XLSX"}
+#: the format a file name's extension claims (a ``.gz`` suffix aside)
+EXTENSIONS = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+}
+GZIP_MAGIC = b"\x1f\x8b"
+
 
 @dataclass(frozen=True)
 class ReadOptions:

@@ -15,11 +15,19 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Protocol
 
-from .base import ReadOptions, Row, TableReader, check_unnamed, human_size, named_columns, reject
+from .base import (
+    GZIP_MAGIC,
+    ReadOptions,
+    Row,
+    TableReader,
+    check_unnamed,
+    human_size,
+    named_columns,
+    reject,
+)
 
 BLOCK_SIZE = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")
-GZIP_MAGIC = b"\x1f\x8b"
 #: leading lines searched for the header line the delimiter is detected from
 SNIFF_LINES = 1000
 #: decompressed text below this size is not checked for its compression ratio
