@@ -19,7 +19,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.relations import PrimaryKeyRelatedField, SlugRelatedField
 from rest_framework.validators import UniqueValidator
 
-from .dbquery import fetch_in, filtered_in, keeps_text, plain_field
+from .dbquery import fetch_in, keeps_text, plain_field, values_in
 from .outcomes import MISS
 
 TRUSTED_VENDORS = frozenset({"postgresql", "sqlite"})
@@ -183,7 +183,7 @@ class BatchedUnique:
             return
         keys = prepared_keys(queryset, model_field, _hashable(values))
         try:
-            rows = self._existing(queryset, list(set(keys.values())))
+            rows = values_in(queryset, self.field_name, list(set(keys.values())))
         except QUERY_ERRORS:
             return
         self.model_field = model_field
@@ -197,12 +197,6 @@ class BatchedUnique:
             return self.verdicts.get(value) is False
         except TypeError:
             return False
-
-    def _existing(self, queryset: QuerySet, keys: list[Any]) -> list[Any]:
-        found: list[Any] = []
-        for part in filtered_in(queryset, self.field_name, keys):
-            found.extend(part.values_list(self.field_name, flat=True))
-        return found
 
     def __call__(self, value: Any, serializer_field: Any) -> None:
         key = self._key(value)

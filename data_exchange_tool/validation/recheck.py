@@ -23,7 +23,7 @@ from rest_framework.validators import (
 from ..chunkfiles.validated import ABSENT, StoredRows
 from ..options import ImporterOptions
 from ..writers import uses_bulk_path
-from .dbquery import filtered_in
+from .dbquery import values_in
 from .errors import code_of, messages
 
 
@@ -141,7 +141,7 @@ class Recheck:
             return []
         lookup = check.target.attname
         wanted = {v for v in values if v is not None and v is not ABSENT}
-        existing = _existing(check.field.get_queryset(), lookup, wanted)
+        existing = set(values_in(check.field.get_queryset(), lookup, wanted))
         failures = []
         for i, value in enumerate(values):
             if value is None or value is ABSENT or value in existing:
@@ -162,7 +162,7 @@ class Recheck:
         present = [(i, v) for i, v in enumerate(values) if v is not None and v is not ABSENT]
         if check.validator.lookup != "exact":
             return self._taken_one_by_one(check, present)
-        existing = _existing(check.validator.queryset, check.key, {v for _i, v in present})
+        existing = set(values_in(check.validator.queryset, check.key, {v for _i, v in present}))
         message = str(check.validator.message)
         return [
             Failure(self.rows.row_numbers[i], check.name, "unique", message)
@@ -180,14 +180,6 @@ class Recheck:
             except serializers.ValidationError as exc:
                 failures.extend(_failures(self.rows.row_numbers[i], check.name, exc.detail))
         return failures
-
-
-def _existing(queryset: models.QuerySet, lookup: str, values: set[Any]) -> set[Any]:
-    """Which of ``values`` the queryset has in ``lookup``, a bounded number per query."""
-    found: set[Any] = set()
-    for part in filtered_in(queryset, lookup, values):
-        found.update(part.order_by().values_list(lookup, flat=True))
-    return found
 
 
 def _failures(row_number: int, name: str, detail: Any) -> list[Failure]:

@@ -94,13 +94,15 @@ def check_deferred(db: str) -> None:
 
 
 def records(rows: Rows) -> Records:
+    """``(row number, data)`` of records or of columns."""
     return rows if isinstance(rows, list) else rows.records()
 
 
-MISSING = object()
+MISSING = object()  # a row that gives no value for a field
 
 
 def given_value(row: dict[str, Any], field: models.Field) -> Any:
+    """The value ``row`` gives ``field`` (a related object as its foreign key), or ``MISSING``."""
     value = row.get(field.attname, MISSING)
     if value is MISSING:
         value = row.get(field.name, MISSING)
@@ -110,10 +112,12 @@ def given_value(row: dict[str, Any], field: models.Field) -> Any:
 
 
 def detail_problems(row_number: int, detail: Any) -> list[RowProblem]:
+    """One problem per message of a DRF or Django error detail raised for a row."""
     return [RowProblem(row_number, name, code, text) for name, code, text in flatten(detail)]
 
 
 def db_message(exc: Exception) -> str:
+    """What the user reads about a row the database refused."""
     return _("The database refused this row: %(error)s") % {"error": db_text(exc)}
 
 

@@ -16,11 +16,13 @@ BULK_BATCH_SIZE = 1000
 
 
 def copy_columns(model: type[models.Model], rows: ColumnRows) -> bool:
+    """Insert stored columns with one COPY; False when they must go as records."""
     columns = rows.arrow_table()
     return columns is not None and pgcopy.copy_arrow(model, *columns)
 
 
 def bulk_write(importer: ImporterOptions, model: type[models.Model], rows: Records) -> None:
+    """Upsert on ``unique_fields``, else insert: COPY where it can, else ``bulk_create``."""
     keys = importer.unique_fields
     if keys:
         _upsert(model, rows, keys)
