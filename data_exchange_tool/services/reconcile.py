@@ -33,7 +33,7 @@ from .. import dispatch
 from ..conf import app_settings
 from ..locks import ContentTypeLock
 from ..models import ImportJob
-from ..states import ChunkState, FailureKind, JobState
+from ..states import IMPORT_ENDED_STATES, RUNNING_STATES, ChunkState, FailureKind, JobState
 from . import importing, preview, retention
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def reconcile(
     give_up_after = app_settings.GIVE_UP_AFTER if give_up_after is None else give_up_after
     now = timezone.now()
     done: dict[str, int] = {"finalised": 0, "resent": 0, "failed": 0, "released": 0}
-    active = ImportJob.objects.filter(state__in=[JobState.CREATED, JobState.IMPORT_IN_PROGRESS])
+    active = ImportJob.objects.filter(state__in=RUNNING_STATES)
     for job in active:
         action = _reconcile_job(job, send, now, stale_after, give_up_after)
         if action:
@@ -165,7 +165,7 @@ def release_finished_locks(now: datetime) -> int:
     """Release Redis locks still held by import jobs that ended in the last day."""
     since = now - timedelta(days=1)
     ended = ImportJob.objects.filter(
-        state__in=[JobState.IMPORT_SUCCEEDED, JobState.IMPORT_FAILED],
+        state__in=IMPORT_ENDED_STATES,
         import_finished_at__gte=since,
     ).exclude(lock_token="")
     released = 0
