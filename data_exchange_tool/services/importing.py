@@ -208,17 +208,7 @@ def finalize_import(job_id: Any, fence: int | None = None) -> None:
 
 def fail_import(job: ImportJob, reason: str, *, kind: FailureKind, **fields: Any) -> bool:
     """Fail the import attempt ``job`` holds (its fence) and release its lock."""
-    moved = transitions.move(
-        job.pk,
-        JobState.IMPORT_FAILED,
-        expected=[JobState.IMPORT_IN_PROGRESS],
-        at_fence=job.fence,
-        message=reason,
-        error_summary=reason,
-        failure_kind=kind,
-        import_finished_at=timezone.now(),
-        **fields,
-    )
+    moved = transitions.fail(job.pk, Phase.IMPORT, reason, kind, at_fence=job.fence, **fields)
     _release(job)
     return moved
 

@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 from .. import chunks, dispatch, hooks
 from ..conf import app_settings
 from ..exceptions import FileRejected, SourceChanged
-from ..models import ImportChunk, ImportJob, RowError
+from ..models import ImportChunk, ImportJob
 from ..readers import ReadOptions, detect_format, open_table
 from ..states import ChunkState, FailureKind, JobState, Phase
 from ..storage import import_storage
@@ -79,10 +79,30 @@ def _pending_chunks(job: ImportJob) -> list[int]:
 def fail_split(job_id: Any, reason: str, *, kind: FailureKind = FailureKind.DATA) -> bool:
     """End a preview whose split failed, and drop the chunks it had already stored (with the
     row errors their validation found), as if none had been made."""
-    failed = fail_preview(job_id, reason, kind=kind)
+    failed = transitions.fail(job_id, Phase.PREVIEW, reason, kind)
     if failed:
         _discard_chunks(job_id)
     return failed
+
+
+def fail_split_by_fault(job_id: Any, exc: Exception) -> bool:
+    """End a preview whose split raised ``exc`` for good (not a refusal of the file): a fault,
+    named to the user."""
+    reason = _("The file could not be read: {error}: {message}").format(
+        error=type(exc).__name__, message=exc
+    )
+    return fail_split(job_id, reason, kind=FailureKind.FAULT)
+
+
+def give_up(job: ImportJob, idle: float) -> bool:
+    """Fail a preview that made no progress for ``idle`` seconds."""
+    reason = _(
+        "No progress for {seconds} seconds: the workers or the broker lost this preview. "
+        "Upload the file again."
+    ).format(seconds=int(idle))
+    if job.chunk_count is None:
+        return fail_split(job.pk, reason, kind=FailureKind.FAULT)
+    return transitions.fail(job.pk, Phase.PREVIEW, reason, FailureKind.FAULT)
 
 
 def _split_attempt(job: ImportJob) -> None:
@@ -316,11 +336,12 @@ def _reduce(job: ImportJob) -> None:
     if pending:
         first = pending[0]
         reason = first.last_error or "its task did not finish"
-        fail_preview(
+        transitions.fail(
             job.pk,
+            Phase.PREVIEW,
             f"Chunk {first.index} (rows {first.first_row}–"
             f"{first.first_row + first.row_count - 1}) could not be validated: {reason}",
-            kind=FailureKind.FAULT,
+            FailureKind.FAULT,
         )
         return
     duplicate_rows = duplicates.report_duplicate_keys(job, ledger)
@@ -348,16 +369,3 @@ def _sample(chunk: ImportChunk) -> list[dict[str, Any]]:
         sample.append({"row": row_number, "values": data})
     return sample
 
-
-def fail_preview(job_id: Any, reason: str, *, kind: FailureKind = FailureKind.DATA) -> bool:
-    """End the preview with a reason the user can act on."""
-    RowError.objects.filter(job_id=job_id, phase=Phase.PREVIEW, chunk__isnull=True).delete()
-    return transitions.move(
-        job_id,
-        JobState.PREVIEW_FAILED,
-        expected=[JobState.CREATED],
-        message=reason,
-        error_summary=reason,
-        failure_kind=kind,
-        preview_finished_at=timezone.now(),
-    )

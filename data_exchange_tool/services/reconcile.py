@@ -27,13 +27,12 @@ from typing import Any
 
 from django.db.models import Max
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from .. import dispatch
 from ..conf import app_settings
 from ..locks import ContentTypeLock
 from ..models import ImportJob
-from ..states import IMPORT_ENDED_STATES, RUNNING_STATES, ChunkState, FailureKind, JobState
+from ..states import IMPORT_ENDED_STATES, RUNNING_STATES, ChunkState, JobState
 from . import importing, preview, retention
 
 logger = logging.getLogger(__name__)
@@ -132,15 +131,8 @@ def _finalise(job: ImportJob) -> None:
 
 
 def _give_up(job: ImportJob, idle: float) -> None:
-    if job.state == JobState.IMPORT_IN_PROGRESS:
-        importing.give_up(job, idle)
-        return
-    reason = _(
-        "No progress for {seconds} seconds: the workers or the broker lost this preview. "
-        "Upload the file again."
-    ).format(seconds=int(idle))
-    fail = preview.fail_split if job.chunk_count is None else preview.fail_preview
-    fail(job.pk, reason, kind=FailureKind.FAULT)
+    phase = importing if job.state == JobState.IMPORT_IN_PROGRESS else preview
+    phase.give_up(job, idle)
 
 
 def _resend(job: ImportJob, send: Sender, chunk_ids: list[int], *, split: bool) -> None:
