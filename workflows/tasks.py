@@ -21,7 +21,7 @@ from django.db import InterfaceError, OperationalError, connections
 
 from data_exchange_tool.exceptions import StaleFence
 from data_exchange_tool.services import importing, preview, reconcile
-from data_exchange_tool.services.chunk_work import record_fault
+from data_exchange_tool.services.chunk_ledger import record_fault
 
 from . import canvas
 

@@ -30,7 +30,7 @@ from ..readers import ReadOptions, detect_format, open_table
 from ..states import ChunkState, FailureKind, JobState, Phase
 from ..storage import import_storage
 from ..validation import match_header
-from . import chunk_work, duplicates, transitions
+from . import chunk_ledger, chunk_work, duplicates, transitions
 
 logger = logging.getLogger(__name__)
 
@@ -245,11 +245,11 @@ def validate_chunk(job_id: Any, chunk_id: int) -> None:
     chunk = ImportChunk.objects.select_related("job").filter(pk=chunk_id).first()
     if chunk is None or chunk.job.state != JobState.CREATED:
         return
-    if chunk.preview_state == ChunkState.PENDING and chunk_work.used_up(chunk):
-        chunk_work.record_fault(chunk.pk, _validation_stopped_message(chunk))
+    if chunk.preview_state == ChunkState.PENDING and chunk_ledger.used_up(chunk):
+        chunk_ledger.record_fault(chunk.pk, _validation_stopped_message(chunk))
     elif chunk.preview_state == ChunkState.PENDING:
         try:
-            with chunk_work.attempt(chunk, Phase.PREVIEW):
+            with chunk_ledger.attempt(chunk, Phase.PREVIEW):
                 _validate(chunk)
         except Exception:
             if _exists(chunk):
@@ -293,7 +293,7 @@ def _validate(chunk: ImportChunk) -> None:
         hooks.fire(
             "after_chunk_marked", job_id=job.pk, chunk_index=chunk.index, phase=Phase.PREVIEW
         )
-        chunk_work.store_errors(job, chunk, Phase.PREVIEW, result.errors)
+        chunk_ledger.store_errors(job, chunk, Phase.PREVIEW, result.errors)
 
 
 def send_finalize_if_settled(job_id: Any) -> bool:
