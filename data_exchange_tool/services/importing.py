@@ -180,10 +180,7 @@ def finalize_import(job_id: Any, fence: int | None = None) -> None:
         _release(job)
         return
     hooks.fire("before_finalize", job_id=job.pk, phase=Phase.IMPORT)
-    ledger = job.chunks.all()
-    imported = ledger.aggregate(n=Sum("imported_rows"))["n"] or 0
-    failed = list(ledger.filter(import_state=ChunkState.FAILED).order_by("index"))
-    pending = list(ledger.filter(import_state=ChunkState.PENDING).order_by("index"))
+    imported, failed, pending = _tally(job)
     now = timezone.now()
     if not failed and not pending:
         moved = transitions.move(
@@ -215,14 +212,20 @@ def fail_import(job: ImportJob, reason: str, *, kind: FailureKind, **fields: Any
 
 def give_up(job: ImportJob, idle: float) -> bool:
     """Fail an import that made no progress for ``idle`` seconds, saying what is unwritten."""
-    ledger = job.chunks.all()
-    imported = ledger.aggregate(n=Sum("imported_rows"))["n"] or 0
-    failed = list(ledger.filter(import_state=ChunkState.FAILED).order_by("index"))
-    pending = list(ledger.filter(import_state=ChunkState.PENDING).order_by("index"))
+    imported, failed, pending = _tally(job)
     reason = _(
         "No progress for {seconds} seconds: the workers or the broker lost this import. {summary}"
     ).format(seconds=int(idle), summary=_failure_summary(imported, failed, pending))
     return fail_import(job, reason, kind=FailureKind.FAULT, imported_rows=imported)
+
+
+def _tally(job: ImportJob) -> tuple[int, list[ImportChunk], list[ImportChunk]]:
+    """The rows imported, and the failed and the pending chunks in order, from the ledger."""
+    ledger = job.chunks.all()
+    imported = ledger.aggregate(n=Sum("imported_rows"))["n"] or 0
+    failed = list(ledger.filter(import_state=ChunkState.FAILED).order_by("index"))
+    pending = list(ledger.filter(import_state=ChunkState.PENDING).order_by("index"))
+    return imported, failed, pending
 
 
 def _release(job: ImportJob) -> None:
