@@ -368,4 +368,3 @@ def _sample(chunk: ImportChunk) -> list[dict[str, Any]]:
             break
         sample.append({"row": row_number, "values": data})
     return sample
-
