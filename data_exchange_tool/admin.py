@@ -47,7 +47,7 @@ from .exceptions import FileRejected, ImproperlyConfiguredImporter, TransitionRe
 from .forms import DELIMITER_CHOICES, ImportJobUploadForm, importer_choices
 from .models import ImportChunk, ImportJob, JobEvent, RowError
 from .services.pickup import pickup_warning
-from .states import RUNNING_STATES, FailureKind, JobState
+from .states import JobState
 from .uploads import limit_uploads, refused_upload
 
 TEMPLATES = "admin/data_exchange_tool/importjob/"
@@ -234,7 +234,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         return self.has_confirm_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: ImportJob | None = None) -> bool:
-        if obj is not None and obj.state in RUNNING_STATES:
+        if obj is not None and not services.can_delete(obj):
             return False
         return super().has_delete_permission(request, obj)
 
@@ -512,20 +512,16 @@ class ImportJobAdmin(admin.ModelAdmin):
     def actions_context(self, request: HttpRequest, job: ImportJob) -> dict[str, Any]:
         """Whether to offer Confirm Import, Resume or Cancel, and why Confirm is refused."""
         allowed = self.has_confirm_permission(request, job)
-        show_confirm = allowed and job.state == JobState.PREVIEW_SUCCEEDED
-        show_resume = (
-            allowed
-            and job.state == JobState.IMPORT_FAILED
-            and job.failure_kind == FailureKind.FAULT
-            and job.files_removed_at is None
-        )
-        show_cancel = job.state in RUNNING_STATES and self.has_cancel_permission(request, job)
+        confirm = services.can_confirm(job) if allowed else None
+        show_confirm = confirm is not None and confirm.offered
+        show_resume = allowed and bool(services.can_resume(job))
+        show_cancel = bool(services.can_cancel(job)) and self.has_cancel_permission(request, job)
         return {
             "files_removed_message": self.files_removed_message(job),
             "show_cancel": show_cancel,
             "cancel_url": self.job_url(job, "cancel") if show_cancel else "",
             "show_confirm": show_confirm,
-            "confirm_refusals": services.confirm_refusals(job) if show_confirm else [],
+            "confirm_refusals": [confirm.reason] if show_confirm and not confirm else [],
             "confirm_url": self.job_url(job, "confirm") if show_confirm else "",
             "show_resume": show_resume,
             "resume_url": self.job_url(job, "resume") if show_resume else "",

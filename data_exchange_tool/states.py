@@ -33,6 +33,22 @@ TERMINAL_STATES = frozenset(
 )
 
 RUNNING_STATES = frozenset({JobState.CREATED, JobState.IMPORT_IN_PROGRESS})
+"""A preview or an import runs: the job cannot be deleted, it can be cancelled."""
+
+FINISHED_STATES = frozenset(
+    {
+        JobState.PREVIEW_SUCCEEDED,
+        JobState.PREVIEW_FAILED,
+        JobState.IMPORT_SUCCEEDED,
+        JobState.IMPORT_FAILED,
+    }
+)
+"""No work of the job runs: its stored files may be removed after the retention time."""
+
+FAILED_STATES = frozenset({JobState.PREVIEW_FAILED, JobState.IMPORT_FAILED})
+
+IMPORT_ENDED_STATES = frozenset({JobState.IMPORT_SUCCEEDED, JobState.IMPORT_FAILED})
+"""The import ran and ended: its lock must be released."""
 
 ALLOWED_MOVES: dict[JobState, frozenset[JobState]] = {
     JobState.CREATED: frozenset({JobState.PREVIEW_SUCCEEDED, JobState.PREVIEW_FAILED}),

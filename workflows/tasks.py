@@ -21,8 +21,7 @@ from django.db import InterfaceError, OperationalError, connections
 
 from data_exchange_tool.exceptions import StaleFence
 from data_exchange_tool.services import importing, preview, reconcile
-from data_exchange_tool.services.chunk_work import record_fault
-from data_exchange_tool.states import FailureKind
+from data_exchange_tool.services.chunk_ledger import record_fault
 
 from . import canvas
 
@@ -63,11 +62,7 @@ def run_preview(self: Any, job_id: str) -> None:
         if isinstance(exc, RETRYABLE) and self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
         logger.exception("The preview of job %s could not split its file", job_id)
-        preview.fail_split(
-            job_id,
-            f"The file could not be read: {type(exc).__name__}: {exc}",
-            kind=FailureKind.FAULT,
-        )
+        preview.fail_split_by_fault(job_id, exc)
 
 
 @shared_task(name="workflows.validate_chunk", **TASK_OPTIONS)

@@ -1,8 +1,10 @@
 """Services: the only code that moves jobs between states and does their work.
 
 Entry points for admin, API and commands: :func:`create_job`, :func:`confirm_import`,
-:func:`confirm_refusals`, :func:`resume_import`, :func:`cancel_job`, :func:`delete_job`.
-Workflow tasks call :mod:`.preview`, :mod:`.importing` and :mod:`.reconcile`.
+:func:`confirm_refusals`, :func:`resume_import`, :func:`cancel_job`, :func:`delete_job`; the
+guards :func:`can_confirm`, :func:`can_resume`, :func:`can_cancel`, :func:`can_delete` say
+whether each is allowed now (a :class:`Verdict`). Workflow tasks call :mod:`.preview`,
+:mod:`.importing` and :mod:`.reconcile`.
 """
 
 from .jobs import (
@@ -13,8 +15,14 @@ from .jobs import (
     delete_job,
     resume_import,
 )
+from .transitions import Verdict, can_cancel, can_confirm, can_delete, can_resume
 
 __all__ = [
+    "Verdict",
+    "can_cancel",
+    "can_confirm",
+    "can_delete",
+    "can_resume",
     "cancel_job",
     "confirm_import",
     "confirm_refusals",

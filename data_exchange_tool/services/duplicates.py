@@ -36,7 +36,8 @@ from ..models import ImportChunk, ImportJob
 from ..states import Phase
 from ..validation import CellError, writable_fields
 from ..writers import uses_bulk_path
-from .chunk_work import store_errors, validate_rows
+from .chunk_ledger import store_errors
+from .chunk_work import validate_rows
 
 COUNT = struct.Struct("<I")
 ABSENT: Any = object()  # a value the validated data does not give and no constant default fills

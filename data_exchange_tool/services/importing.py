@@ -33,7 +33,7 @@ from ..models import ImportChunk, ImportJob
 from ..states import ChunkState, FailureKind, JobState, Phase
 from ..validation import CellError
 from ..writers import Rows, RowWriteError, write_database_problem, write_rows
-from . import chunk_work, transitions
+from . import chunk_ledger, chunk_work, transitions
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +64,10 @@ def import_chunk(job_id: Any, chunk_id: int, fence: int) -> str:
         return "already done"
     if job.state != JobState.IMPORT_IN_PROGRESS or job.fence != fence:
         return "stale"
-    if chunk_work.used_up(chunk):
+    if chunk_ledger.used_up(chunk):
         _give_up_chunk(job, chunk)
         return "gave up"
-    with chunk_work.attempt(chunk, Phase.IMPORT):
+    with chunk_ledger.attempt(chunk, Phase.IMPORT):
         outcome = _import(job, chunk, fence)
     send_finalize_if_settled(job.pk, fence)
     return outcome
@@ -128,7 +128,7 @@ def _fail_chunk(job: ImportJob, chunk: ImportChunk, errors: list[CellError]) -> 
         )
         if marked:
             chunk.row_errors.filter(phase=Phase.IMPORT).delete()
-            chunk_work.store_errors(job, chunk, Phase.IMPORT, errors)
+            chunk_ledger.store_errors(job, chunk, Phase.IMPORT, errors)
 
 
 def _give_up_chunk(job: ImportJob, chunk: ImportChunk) -> None:
@@ -139,9 +139,9 @@ def _give_up_chunk(job: ImportJob, chunk: ImportChunk) -> None:
     ).format(n=chunk.unfinished_attempts)
     last = _(" The last error before that: {error}").format(error=chunk.last_error)
     reason = _("{chunk} was not written: {stopped}{last} Resume the import to try again.").format(
-        chunk=chunk_work.rows_label(chunk), stopped=stopped, last=last if chunk.last_error else ""
+        chunk=chunk_ledger.rows_label(chunk), stopped=stopped, last=last if chunk.last_error else ""
     )
-    chunk_work.record_fault(chunk.pk, stopped)
+    chunk_ledger.record_fault(chunk.pk, stopped)
     fail_import(job, reason, kind=FailureKind.FAULT)
 
 
@@ -180,10 +180,7 @@ def finalize_import(job_id: Any, fence: int | None = None) -> None:
         _release(job)
         return
     hooks.fire("before_finalize", job_id=job.pk, phase=Phase.IMPORT)
-    ledger = job.chunks.all()
-    imported = ledger.aggregate(n=Sum("imported_rows"))["n"] or 0
-    failed = list(ledger.filter(import_state=ChunkState.FAILED).order_by("index"))
-    pending = list(ledger.filter(import_state=ChunkState.PENDING).order_by("index"))
+    imported, failed, pending = _tally(job)
     now = timezone.now()
     if not failed and not pending:
         moved = transitions.move(
@@ -208,31 +205,27 @@ def finalize_import(job_id: Any, fence: int | None = None) -> None:
 
 def fail_import(job: ImportJob, reason: str, *, kind: FailureKind, **fields: Any) -> bool:
     """Fail the import attempt ``job`` holds (its fence) and release its lock."""
-    moved = transitions.move(
-        job.pk,
-        JobState.IMPORT_FAILED,
-        expected=[JobState.IMPORT_IN_PROGRESS],
-        at_fence=job.fence,
-        message=reason,
-        error_summary=reason,
-        failure_kind=kind,
-        import_finished_at=timezone.now(),
-        **fields,
-    )
+    moved = transitions.fail(job.pk, Phase.IMPORT, reason, kind, at_fence=job.fence, **fields)
     _release(job)
     return moved
 
 
 def give_up(job: ImportJob, idle: float) -> bool:
     """Fail an import that made no progress for ``idle`` seconds, saying what is unwritten."""
-    ledger = job.chunks.all()
-    imported = ledger.aggregate(n=Sum("imported_rows"))["n"] or 0
-    failed = list(ledger.filter(import_state=ChunkState.FAILED).order_by("index"))
-    pending = list(ledger.filter(import_state=ChunkState.PENDING).order_by("index"))
+    imported, failed, pending = _tally(job)
     reason = _(
         "No progress for {seconds} seconds: the workers or the broker lost this import. {summary}"
     ).format(seconds=int(idle), summary=_failure_summary(imported, failed, pending))
     return fail_import(job, reason, kind=FailureKind.FAULT, imported_rows=imported)
+
+
+def _tally(job: ImportJob) -> tuple[int, list[ImportChunk], list[ImportChunk]]:
+    """The rows imported, and the failed and the pending chunks in order, from the ledger."""
+    ledger = job.chunks.all()
+    imported = ledger.aggregate(n=Sum("imported_rows"))["n"] or 0
+    failed = list(ledger.filter(import_state=ChunkState.FAILED).order_by("index"))
+    pending = list(ledger.filter(import_state=ChunkState.PENDING).order_by("index"))
+    return imported, failed, pending
 
 
 def _release(job: ImportJob) -> None:

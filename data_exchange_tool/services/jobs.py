@@ -13,12 +13,12 @@ from django.utils.translation import gettext as _
 
 from .. import dispatch, registry
 from ..conf import app_settings
-from ..exceptions import FileRejected, ImportLockHeld, SourceChanged, TransitionRefused
+from ..exceptions import FileRejected, SourceChanged, TransitionRefused
 from ..locks import ContentTypeLock
 from ..models import ImportChunk, ImportJob
 from ..options import ImporterOptions
 from ..readers import detect_format
-from ..states import RUNNING_STATES, ChunkState, FailureKind, JobState
+from ..states import ChunkState, FailureKind, JobState, Phase
 from ..storage import display_name, import_storage
 from . import retention, transitions
 
@@ -97,10 +97,7 @@ def delete_job(job: ImportJob | Any) -> None:
         locked = ImportJob.objects.select_for_update().filter(pk=job_id).first()
         if locked is None:
             return
-        if locked.state in RUNNING_STATES:
-            raise TransitionRefused(
-                _("A job cannot be deleted while its preview or import runs; cancel it first.")
-            )
+        transitions.can_delete(locked).enforce()
         source_key = locked.source_key
         locked.delete()
         transaction.on_commit(lambda: import_storage().delete_job_files(job_id, source_key))
@@ -118,17 +115,10 @@ def cancel_job(job_id: Any, *, user: Any = None) -> ImportJob:
     reason = _("Cancelled by %(user)s.") % {"user": _user_name(user)}
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().get(pk=job_id)
-        if job.state == JobState.CREATED:
-            moved = _cancel_preview(job, reason)
-        elif job.state == JobState.IMPORT_IN_PROGRESS:
-            moved = _cancel_import(job, reason)
-        else:
-            moved = False
-        if not moved:
-            raise TransitionRefused(
-                _("Only a running preview or import can be cancelled; the job is %(state)s.")
-                % {"state": job.get_state_display().lower()}
-            )
+        transitions.can_cancel(job).enforce()
+        cancel = _cancel_preview if job.state == JobState.CREATED else _cancel_import
+        if not cancel(job, reason):  # moved meanwhile by a writer the row lock did not stop
+            raise TransitionRefused(_("The job changed state meanwhile; reload the page."))
     job.refresh_from_db()
     return job
 
@@ -140,15 +130,7 @@ def _user_name(user: Any) -> str:
 
 
 def _cancel_preview(job: ImportJob, reason: str) -> bool:
-    return transitions.move(
-        job.pk,
-        JobState.PREVIEW_FAILED,
-        expected=[JobState.CREATED],
-        message=reason,
-        error_summary=reason,
-        failure_kind="",
-        preview_finished_at=timezone.now(),
-    )
+    return transitions.fail(job.pk, Phase.PREVIEW, reason, None)
 
 
 def _cancel_import(job: ImportJob, reason: str) -> bool:
@@ -160,15 +142,8 @@ def _cancel_import(job: ImportJob, reason: str) -> bool:
         + _("%(imported)s row(s) were imported; resume the import to write the other %(rest)s.")
         % {"imported": f"{imported:,}", "rest": f"{rest:,}"}
     )
-    moved = transitions.move(
-        job.pk,
-        JobState.IMPORT_FAILED,
-        expected=[JobState.IMPORT_IN_PROGRESS],
-        message=reason,
-        error_summary=summary,
-        failure_kind=FailureKind.FAULT,
-        imported_rows=imported,
-        import_finished_at=timezone.now(),
+    moved = transitions.fail(
+        job.pk, Phase.IMPORT, reason, FailureKind.FAULT, summary=summary, imported_rows=imported
     )
     if moved:
         token = job.lock_token
@@ -178,44 +153,8 @@ def _cancel_import(job: ImportJob, reason: str) -> bool:
 
 def confirm_refusals(job: ImportJob) -> list[str]:
     """Why Confirm Import would be refused now; empty when it is allowed."""
-    refusal = _confirm_refusal(job)
-    return [str(refusal)] if refusal is not None else []
-
-
-def _confirm_refusal(job: ImportJob) -> TransitionRefused | None:
-    """The refusal Confirm Import would raise now (typed), or ``None``."""
-    if job.files_removed_at is not None:
-        return TransitionRefused(retention.files_removed_refusal())
-    if job.state != JobState.PREVIEW_SUCCEEDED:
-        return TransitionRefused(
-            f"The job is {job.get_state_display().lower()}; only a job whose preview succeeded "
-            "can be imported."
-        )
-    if job.invalid_rows:
-        return TransitionRefused(
-            f"The preview found {job.invalid_rows:,} row(s) with errors; fix the file and "
-            "upload it again."
-        )
-    other = _importing_job(job)
-    if other is not None:
-        return ImportLockHeld(_busy_message(job, other))
-    return None
-
-
-def _importing_job(job: ImportJob) -> Any:
-    """The id of another job of the same target that is importing, as committed."""
-    others = ImportJob.objects.filter(
-        content_type_id=job.content_type_id, state=JobState.IMPORT_IN_PROGRESS
-    ).exclude(pk=job.pk)
-    return others.values_list("pk", flat=True).first()
-
-
-def _busy_message(job: ImportJob, other: Any) -> str:
-    model = job.content_type.model_class()
-    label = model._meta.verbose_name_plural if model else job.content_type
-    if other is None:
-        return f"Another import into {label} is starting or ending; try again in a moment."
-    return f"Another import into {label} is running (job {other}); wait until it finishes."
+    verdict = transitions.can_confirm(job)
+    return [verdict.reason] if not verdict else []
 
 
 def lock_token_for(job_id: Any) -> str:
@@ -239,7 +178,7 @@ def _holding_job(job: ImportJob, token: str | None) -> Any:
         return named
     holders = ImportJob.objects.filter(content_type_id=job.content_type_id).exclude(pk=job.pk)
     holder = holders.filter(lock_token=token).first() if token else None
-    return holder.pk if holder is not None else _importing_job(job)
+    return holder.pk if holder is not None else transitions.importing_job(job)
 
 
 def confirm_import(job_id: Any, *, user: Any = None) -> ImportJob:
@@ -248,9 +187,7 @@ def confirm_import(job_id: Any, *, user: Any = None) -> ImportJob:
     Raises :class:`TransitionRefused` (or :class:`ImportLockHeld`) naming the rule that failed.
     """
     job = ImportJob.objects.select_related("content_type").get(pk=job_id)
-    refusal = _confirm_refusal(job)
-    if refusal is not None:
-        raise refusal
+    transitions.can_confirm(job).enforce()
     _check_source_unchanged(job)
     _start_import(job, expected=JobState.PREVIEW_SUCCEEDED, user=user)
     job.refresh_from_db()
@@ -267,13 +204,8 @@ def _check_source_unchanged(job: ImportJob) -> None:
         import_storage().verify_source(job.source_key, size=job.file_size, etag=job.source_etag)
     except SourceChanged as exc:
         reason = str(exc)
-        transitions.move(
-            job.pk,
-            JobState.PREVIEW_FAILED,
-            expected=[JobState.PREVIEW_SUCCEEDED],
-            message=reason,
-            error_summary=reason,
-            failure_kind=FailureKind.DATA,
+        transitions.fail(
+            job.pk, Phase.PREVIEW, reason, FailureKind.DATA, expected=JobState.PREVIEW_SUCCEEDED
         )
         raise TransitionRefused(reason) from None
     except Exception as exc:
@@ -286,12 +218,7 @@ def _check_source_unchanged(job: ImportJob) -> None:
 def resume_import(job_id: Any, *, user: Any = None) -> ImportJob:
     """Run the unfinished chunks of an import that failed by a fault (not by its data)."""
     job = ImportJob.objects.select_related("content_type").get(pk=job_id)
-    if job.files_removed_at is not None:
-        raise TransitionRefused(retention.files_removed_refusal())
-    if job.state != JobState.IMPORT_FAILED or job.failure_kind != FailureKind.FAULT:
-        raise TransitionRefused(
-            "Only an import that failed by a fault (not by bad data) can be resumed."
-        )
+    transitions.can_resume(job).enforce()
     _start_import(job, expected=JobState.IMPORT_FAILED, user=user)
     job.refresh_from_db()
     return job
@@ -301,7 +228,7 @@ def _start_import(job: ImportJob, *, expected: JobState, user: Any) -> None:
     token = lock_token_for(job.pk)
     lock = ContentTypeLock(job.content_type_id)
     if not lock.acquire(token):
-        raise ImportLockHeld(_busy_message(job, _holding_job(job, lock.holder())))
+        raise transitions.lock_held(job, _holding_job(job, lock.holder()))
     try:
         with transaction.atomic():
             moved = transitions.move(
@@ -327,7 +254,7 @@ def _start_import(job: ImportJob, *, expected: JobState, user: Any) -> None:
             dispatch.send_on_commit(dispatch.RUN_IMPORT, [str(job.pk)], app_settings.IMPORT_QUEUE)
     except IntegrityError:
         lock.release(token)
-        raise ImportLockHeld(_busy_message(job, _importing_job(job))) from None
+        raise transitions.lock_held(job, transitions.importing_job(job)) from None
     except BaseException:
         lock.release(token)
         raise

@@ -25,12 +25,12 @@ from django.utils.translation import gettext as _
 from .. import chunkfiles, dispatch, hooks
 from ..conf import app_settings
 from ..exceptions import FileRejected, SourceChanged
-from ..models import ImportChunk, ImportJob, RowError
+from ..models import ImportChunk, ImportJob
 from ..readers import ReadOptions, detect_format, open_table
 from ..states import ChunkState, FailureKind, JobState, Phase
 from ..storage import import_storage
 from ..validation import match_header
-from . import chunk_work, duplicates, transitions
+from . import chunk_ledger, chunk_work, duplicates, transitions
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +79,30 @@ def _pending_chunks(job: ImportJob) -> list[int]:
 def fail_split(job_id: Any, reason: str, *, kind: FailureKind = FailureKind.DATA) -> bool:
     """End a preview whose split failed, and drop the chunks it had already stored (with the
     row errors their validation found), as if none had been made."""
-    failed = fail_preview(job_id, reason, kind=kind)
+    failed = transitions.fail(job_id, Phase.PREVIEW, reason, kind)
     if failed:
         _discard_chunks(job_id)
     return failed
+
+
+def fail_split_by_fault(job_id: Any, exc: Exception) -> bool:
+    """End a preview whose split raised ``exc`` for good (not a refusal of the file): a fault,
+    named to the user."""
+    reason = _("The file could not be read: {error}: {message}").format(
+        error=type(exc).__name__, message=exc
+    )
+    return fail_split(job_id, reason, kind=FailureKind.FAULT)
+
+
+def give_up(job: ImportJob, idle: float) -> bool:
+    """Fail a preview that made no progress for ``idle`` seconds."""
+    reason = _(
+        "No progress for {seconds} seconds: the workers or the broker lost this preview. "
+        "Upload the file again."
+    ).format(seconds=int(idle))
+    if job.chunk_count is None:
+        return fail_split(job.pk, reason, kind=FailureKind.FAULT)
+    return transitions.fail(job.pk, Phase.PREVIEW, reason, FailureKind.FAULT)
 
 
 def _split_attempt(job: ImportJob) -> None:
@@ -225,11 +245,11 @@ def validate_chunk(job_id: Any, chunk_id: int) -> None:
     chunk = ImportChunk.objects.select_related("job").filter(pk=chunk_id).first()
     if chunk is None or chunk.job.state != JobState.CREATED:
         return
-    if chunk.preview_state == ChunkState.PENDING and chunk_work.used_up(chunk):
-        chunk_work.record_fault(chunk.pk, _validation_stopped_message(chunk))
+    if chunk.preview_state == ChunkState.PENDING and chunk_ledger.used_up(chunk):
+        chunk_ledger.record_fault(chunk.pk, _validation_stopped_message(chunk))
     elif chunk.preview_state == ChunkState.PENDING:
         try:
-            with chunk_work.attempt(chunk, Phase.PREVIEW):
+            with chunk_ledger.attempt(chunk, Phase.PREVIEW):
                 _validate(chunk)
         except Exception:
             if _exists(chunk):
@@ -273,7 +293,7 @@ def _validate(chunk: ImportChunk) -> None:
         hooks.fire(
             "after_chunk_marked", job_id=job.pk, chunk_index=chunk.index, phase=Phase.PREVIEW
         )
-        chunk_work.store_errors(job, chunk, Phase.PREVIEW, result.errors)
+        chunk_ledger.store_errors(job, chunk, Phase.PREVIEW, result.errors)
 
 
 def send_finalize_if_settled(job_id: Any) -> bool:
@@ -316,11 +336,12 @@ def _reduce(job: ImportJob) -> None:
     if pending:
         first = pending[0]
         reason = first.last_error or "its task did not finish"
-        fail_preview(
+        transitions.fail(
             job.pk,
+            Phase.PREVIEW,
             f"Chunk {first.index} (rows {first.first_row}–"
             f"{first.first_row + first.row_count - 1}) could not be validated: {reason}",
-            kind=FailureKind.FAULT,
+            FailureKind.FAULT,
         )
         return
     duplicate_rows = duplicates.report_duplicate_keys(job, ledger)
@@ -347,17 +368,3 @@ def _sample(chunk: ImportChunk) -> list[dict[str, Any]]:
             break
         sample.append({"row": row_number, "values": data})
     return sample
-
-
-def fail_preview(job_id: Any, reason: str, *, kind: FailureKind = FailureKind.DATA) -> bool:
-    """End the preview with a reason the user can act on."""
-    RowError.objects.filter(job_id=job_id, phase=Phase.PREVIEW, chunk__isnull=True).delete()
-    return transitions.move(
-        job_id,
-        JobState.PREVIEW_FAILED,
-        expected=[JobState.CREATED],
-        message=reason,
-        error_summary=reason,
-        failure_kind=kind,
-        preview_finished_at=timezone.now(),
-    )

@@ -27,13 +27,12 @@ from typing import Any
 
 from django.db.models import Max
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from .. import dispatch
 from ..conf import app_settings
 from ..locks import ContentTypeLock
 from ..models import ImportJob
-from ..states import ChunkState, FailureKind, JobState
+from ..states import IMPORT_ENDED_STATES, RUNNING_STATES, ChunkState, JobState
 from . import importing, preview, retention
 
 logger = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def reconcile(
     give_up_after = app_settings.GIVE_UP_AFTER if give_up_after is None else give_up_after
     now = timezone.now()
     done: dict[str, int] = {"finalised": 0, "resent": 0, "failed": 0, "released": 0}
-    active = ImportJob.objects.filter(state__in=[JobState.CREATED, JobState.IMPORT_IN_PROGRESS])
+    active = ImportJob.objects.filter(state__in=RUNNING_STATES)
     for job in active:
         action = _reconcile_job(job, send, now, stale_after, give_up_after)
         if action:
@@ -132,15 +131,8 @@ def _finalise(job: ImportJob) -> None:
 
 
 def _give_up(job: ImportJob, idle: float) -> None:
-    if job.state == JobState.IMPORT_IN_PROGRESS:
-        importing.give_up(job, idle)
-        return
-    reason = _(
-        "No progress for {seconds} seconds: the workers or the broker lost this preview. "
-        "Upload the file again."
-    ).format(seconds=int(idle))
-    fail = preview.fail_split if job.chunk_count is None else preview.fail_preview
-    fail(job.pk, reason, kind=FailureKind.FAULT)
+    phase = importing if job.state == JobState.IMPORT_IN_PROGRESS else preview
+    phase.give_up(job, idle)
 
 
 def _resend(job: ImportJob, send: Sender, chunk_ids: list[int], *, split: bool) -> None:
@@ -165,7 +157,7 @@ def release_finished_locks(now: datetime) -> int:
     """Release Redis locks still held by import jobs that ended in the last day."""
     since = now - timedelta(days=1)
     ended = ImportJob.objects.filter(
-        state__in=[JobState.IMPORT_SUCCEEDED, JobState.IMPORT_FAILED],
+        state__in=IMPORT_ENDED_STATES,
         import_finished_at__gte=since,
     ).exclude(lock_token="")
     released = 0

@@ -19,17 +19,11 @@ from django.utils.translation import gettext as _
 
 from ..conf import app_settings
 from ..models import ImportJob
-from ..states import JobState
+from ..states import FINISHED_STATES
 from ..storage import import_storage
 
 logger = logging.getLogger(__name__)
 
-FINISHED_STATES = (
-    JobState.PREVIEW_SUCCEEDED,
-    JobState.PREVIEW_FAILED,
-    JobState.IMPORT_SUCCEEDED,
-    JobState.IMPORT_FAILED,
-)
 BATCH = 500
 
 

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from data_exchange_tool import registry, services
 from data_exchange_tool.exceptions import DataExchangeError
 from data_exchange_tool.models import ImportJob
-from data_exchange_tool.states import JobState
+from data_exchange_tool.states import FAILED_STATES, JobState
 
 
 class Command(BaseCommand):
@@ -56,7 +56,7 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
             job = self._wait(job, {JobState.IMPORT_IN_PROGRESS}, options["timeout"])
             self._report(job)
-        if job.state in (JobState.PREVIEW_FAILED, JobState.IMPORT_FAILED):
+        if job.state in FAILED_STATES:
             raise CommandError(job.error_summary or job.get_state_display())
 
     def _wait(self, job: ImportJob, running: set[str], timeout: float) -> ImportJob:
