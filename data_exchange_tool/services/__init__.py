@@ -2,9 +2,11 @@
 
 Entry points for admin, API and commands: :func:`create_job`, :func:`confirm_import`,
 :func:`confirm_refusals`, :func:`resume_import`, :func:`cancel_job`, :func:`delete_job`.
-Workflow tasks call :mod:`.preview`, :mod:`.importing` and :mod:`.reconcile`.
+Workflow tasks call :mod:`.preview`, :mod:`.importing` and :mod:`.reconcile`, and
+:func:`record_chunk_fault` when a chunk's task gives up on a fault.
 """
 
+from .chunk_work import record_fault as record_chunk_fault
 from .jobs import (
     cancel_job,
     confirm_import,
@@ -20,5 +22,6 @@ __all__ = [
     "confirm_refusals",
     "create_job",
     "delete_job",
+    "record_chunk_fault",
     "resume_import",
 ]
