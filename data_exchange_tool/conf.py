@@ -30,6 +30,8 @@ class Setting:
     default: Any
 
 
+__all__ = ["SETTINGS", "Setting", "app_settings"]
+
 SHARED_QUEUE = "data_exchange_shared_queue"
 
 SETTINGS: dict[str, Setting] = {

@@ -22,6 +22,8 @@ from .states import TERMINAL_STATES, ChunkState, FailureKind, JobState, Phase
 if TYPE_CHECKING:
     from .options import ImporterOptions
 
+__all__ = ["ImportChunk", "ImportJob", "JobEvent", "RowError"]
+
 
 class ImportJobManager(models.Manager):
     """On an importer proxy, only that importer's jobs."""
