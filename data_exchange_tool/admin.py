@@ -70,6 +70,9 @@ READ_ONLY_CONTEXT = {
 }
 
 
+__all__ = ["GenericImporterModelAdmin", "ImportJobAdmin"]
+
+
 def target_model(job: ImportJob) -> type[Model] | None:
     """The model a job imports into (``None`` if it is no longer installed)."""
     try:

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks import Warning as CheckWarning
 
-from . import dispatch, registry
+from . import registry, taskspec
 from .conf import SETTINGS, app_settings, media_root
 from .exceptions import ImproperlyConfiguredImporter
 
@@ -130,14 +130,14 @@ def _check_reconcile_times() -> list[CheckMessage]:
     """Reconcile waits longer than a chunk may run, and gives up later than it re-sends."""
     s = app_settings
     stale_after, give_up_after = s.STALE_AFTER, s.GIVE_UP_AFTER
-    hard_limit = s.CHUNK_TIME_LIMIT + dispatch.HARD_LIMIT_EXTRA
+    hard_limit = s.CHUNK_TIME_LIMIT + taskspec.HARD_LIMIT_EXTRA
     messages: list[CheckMessage] = []
     if stale_after <= hard_limit:
         messages.append(
             CheckWarning(
                 f"DATA_EXCHANGE_STALE_AFTER ({s.STALE_AFTER}) is not longer than a chunk's hard "
                 f"time limit (DATA_EXCHANGE_CHUNK_TIME_LIMIT {s.CHUNK_TIME_LIMIT} + "
-                f"{dispatch.HARD_LIMIT_EXTRA} s): reconcile re-sends chunks that are still "
+                f"{taskspec.HARD_LIMIT_EXTRA} s): reconcile re-sends chunks that are still "
                 "running.",
                 hint="Make DATA_EXCHANGE_STALE_AFTER longer than the chunk time limit.",
                 id="data_exchange_tool.W004",

@@ -30,6 +30,8 @@ class Setting:
     default: Any
 
 
+__all__ = ["SETTINGS", "Setting", "app_settings"]
+
 SHARED_QUEUE = "data_exchange_shared_queue"
 
 SETTINGS: dict[str, Setting] = {
@@ -84,7 +86,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("DATA_EXCHANGE_GZIP_MAX_COMPRESSION_RATIO", 200),
         # Directory for temporary spools (XLSX); None: the system default.
         Setting("DATA_EXCHANGE_TEMP_DIR", None),
-        # Dotted path of an object with fault hooks, for fault-injection tests only.
+        # Test-only: dotted path of the fault-injection object of the library's own tests
+        # (data_exchange_tool._faults). Not a user hook; leave unset.
         Setting("DATA_EXCHANGE_FAULT_HOOKS", None),
     )
 }

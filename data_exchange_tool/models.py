@@ -1,7 +1,8 @@
 """The job, its chunk ledger, its row errors and the audit of its state moves.
 
 ``ImportJob.state`` is assigned only by :mod:`data_exchange_tool.services.transitions`;
-saving a job never starts work.
+saving a job never starts work. This module imports only what lies below it: the states and
+the importer registry.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from . import options as _options  # noqa: F401  (registers the importer Meta option names)
-from . import registry
-from .states import ChunkState, FailureKind, JobState, Phase
+from . import registry  # below the models: a table of importer options, no models imported
+from .states import TERMINAL_STATES, ChunkState, FailureKind, JobState, Phase
 
 if TYPE_CHECKING:
     from .options import ImporterOptions
+
+__all__ = ["ImportChunk", "ImportJob", "JobEvent", "RowError"]
 
 
 class ImportJobManager(models.Manager):
@@ -162,8 +164,6 @@ class ImportJob(models.Model):
 
     @property
     def is_terminal(self) -> bool:
-        from .states import TERMINAL_STATES
-
         return self.state in TERMINAL_STATES
 
 

@@ -1,7 +1,10 @@
 """The registry of importers: proxy models of ``ImportJob`` with importer Meta options.
 
 Importers register themselves when their class is created (``class_prepared``). Models built
-by the migration framework's historical app registry are ignored.
+by the migration framework's historical app registry are ignored. This module sits below
+:mod:`.models` (which reads it for ``ImportJob.importer_options``) and never imports it; the
+app config imports it first, so the Meta option names and the receiver exist before any
+app's models are built.
 """
 
 from __future__ import annotations
@@ -31,15 +34,22 @@ def _register_importer(sender: type[Model], **kwargs: object) -> None:
         and getattr(meta, "serializer_class", None) is None
     ):
         return
-    from .models import ImportJob
-
-    if not issubclass(sender, ImportJob):
+    if not _is_import_job(sender):
         raise ImproperlyConfiguredImporter(
             f"{meta.label}: importer Meta options are only valid on a proxy of ImportJob."
         )
     options = importer_options(sender)
     if options is not None:
         _importers[options.label] = (sender, options)
+
+
+def _is_import_job(model: type[Model]) -> bool:
+    """True for ``ImportJob`` and its subclasses, looked up without importing the models."""
+    try:
+        job_model = global_apps.get_registered_model("data_exchange_tool", "ImportJob")
+    except LookupError:
+        return False  # ImportJob is not defined yet, so ``model`` cannot be one
+    return issubclass(model, job_model)
 
 
 def all_importers() -> dict[str, ImporterOptions]:

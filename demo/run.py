@@ -24,11 +24,11 @@ from django.core.management import call_command  # noqa: E402
 from data_exchange_tool import services  # noqa: E402
 from data_exchange_tool.exceptions import TransitionRefused  # noqa: E402
 from data_exchange_tool.models import ImportJob  # noqa: E402
-from demo.inventory.models import Partner, StockRecord  # noqa: E402
 from demo.settings import STATE_DIR  # noqa: E402
+from tests.testapp.models import Partner, StockRecord  # noqa: E402
 
 ROWS = 5000
-IMPORTER = "inventory.StockRecordImportJob"
+IMPORTER = "testapp.StockRecordUpsertImportJob"
 PARTNERS = {
     "ACME": "Acme Supplies",
     "GLOBEX": "Globex",

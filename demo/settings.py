@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from tests.settings_blocks import celery_settings
+
 BASE_DIR = Path(__file__).resolve().parent
 STATE_DIR = BASE_DIR / ".demo"
 STATE_DIR.mkdir(exist_ok=True)
@@ -22,7 +24,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "data_exchange_tool",
     "workflows",
-    "demo.inventory",
+    "tests.testapp",  # the stock models, importers and serializers of the test suite
+    "demo.inventory",  # the demo's admin of those models
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -57,9 +60,6 @@ MEDIA_ROOT = STATE_DIR / "media"
 
 # The embedded default: tasks run in-process as they are sent (no broker, no Redis). In
 # production, point CELERY_BROKER_URL / CELERY_RESULT_BACKEND at Redis and run workers.
-CELERY_TASK_ALWAYS_EAGER = True
-CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_BROKER_URL = "memory://"
-CELERY_RESULT_BACKEND = "cache+memory://"
+globals().update(celery_settings("memory://", "cache+memory://", eager=True))
 
 DATA_EXCHANGE_CHUNK_SIZE = 1000

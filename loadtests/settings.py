@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from tests.settings import INSTALLED_APPS, MIDDLEWARE, TEMPLATES
+from tests.settings_blocks import celery_settings, s3_settings
 
 __all__ = ["INSTALLED_APPS", "MIDDLEWARE", "TEMPLATES"]
 
@@ -37,24 +38,17 @@ DATABASES = {
 MEDIA_ROOT = os.environ.get("DXT_BENCH_MEDIA", str(DATA_DIR / "media"))
 
 REDIS_URL = os.environ.get("DXT_BENCH_REDIS", "redis://127.0.0.1:6379/12")
-CELERY_BROKER_URL = REDIS_URL
-CELERY_RESULT_BACKEND = REDIS_URL
-CELERY_TASK_ALWAYS_EAGER = False
-CELERY_TASK_ACKS_LATE = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+globals().update(celery_settings(REDIS_URL))
 CELERY_RESULT_EXPIRES = 3600
 
 DATA_EXCHANGE_REDIS_URL = REDIS_URL
 DATA_EXCHANGE_CHUNK_SIZE = int(os.environ.get("DXT_BENCH_CHUNK_SIZE", "10000"))
 
-if os.environ.get("DXT_BENCH_S3_ENDPOINT"):
-    MODEL_DATA_EXCHANGE_S3_BUCKET_NAME = os.environ.get("DXT_BENCH_S3_BUCKET", "bench")
-    MODEL_DATA_EXCHANGE_S3_BASE_PATH = "imports"
-    AWS_S3_ENDPOINT_URL = os.environ["DXT_BENCH_S3_ENDPOINT"]
-    AWS_ACCESS_KEY_ID = "testing"
-    AWS_SECRET_ACCESS_KEY = "testing"
-    AWS_S3_REGION_NAME = "us-east-1"
+globals().update(
+    s3_settings(
+        os.environ.get("DXT_BENCH_S3_ENDPOINT"), os.environ.get("DXT_BENCH_S3_BUCKET", "bench")
+    )
+)
 
 LOGGING = {
     "version": 1,

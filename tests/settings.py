@@ -11,6 +11,8 @@ from typing import Any
 import django
 from django.db.backends.signals import connection_created
 
+from tests.settings_blocks import celery_settings, s3_settings
+
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -108,13 +110,13 @@ MEDIA_ROOT = os.environ.get("DATA_EXCHANGE_TEST_MEDIA", str(BASE_DIR / ".media")
 # Celery: unit tests run eager; the end-to-end fixtures start a real worker and switch
 # CELERY_TASK_ALWAYS_EAGER off through the environment.
 REDIS_URL = os.environ.get("DATA_EXCHANGE_TEST_REDIS", "redis://127.0.0.1:6379/11")
-CELERY_BROKER_URL = os.environ.get("DATA_EXCHANGE_TEST_BROKER", REDIS_URL)
-CELERY_RESULT_BACKEND = REDIS_URL
-CELERY_TASK_ALWAYS_EAGER = os.environ.get("DATA_EXCHANGE_TEST_EAGER", "1") == "1"
-CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_TASK_ACKS_LATE = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 3600}
+globals().update(
+    celery_settings(
+        os.environ.get("DATA_EXCHANGE_TEST_BROKER", REDIS_URL),
+        REDIS_URL,
+        eager=os.environ.get("DATA_EXCHANGE_TEST_EAGER", "1") == "1",
+    )
+)
 if os.environ.get("DATA_EXCHANGE_TEST_VISIBILITY_TIMEOUT"):
     # Fault tests: unacknowledged messages come back after this many seconds, swept every second.
     _VISIBILITY = {"visibility_timeout": int(os.environ["DATA_EXCHANGE_TEST_VISIBILITY_TIMEOUT"])}
@@ -142,10 +144,9 @@ DATA_EXCHANGE_FAULT_HOOKS = os.environ.get("DATA_EXCHANGE_TEST_FAULT_HOOKS") or 
 if DATA_EXCHANGE_FAULT_HOOKS:
     CELERY_IMPORTS = [DATA_EXCHANGE_FAULT_HOOKS.rsplit(".", 1)[0]]
 
-if os.environ.get("DATA_EXCHANGE_TEST_S3_ENDPOINT"):
-    MODEL_DATA_EXCHANGE_S3_BUCKET_NAME = os.environ.get("DATA_EXCHANGE_TEST_S3_BUCKET", "imports")
-    MODEL_DATA_EXCHANGE_S3_BASE_PATH = "imports"
-    AWS_S3_ENDPOINT_URL = os.environ["DATA_EXCHANGE_TEST_S3_ENDPOINT"]
-    AWS_ACCESS_KEY_ID = "testing"
-    AWS_SECRET_ACCESS_KEY = "testing"
-    AWS_S3_REGION_NAME = "us-east-1"
+globals().update(
+    s3_settings(
+        os.environ.get("DATA_EXCHANGE_TEST_S3_ENDPOINT"),
+        os.environ.get("DATA_EXCHANGE_TEST_S3_BUCKET", "imports"),
+    )
+)

@@ -24,7 +24,7 @@ from celery import Celery
 from django.db import close_old_connections, connection, transaction
 from django.test import override_settings
 
-from data_exchange_tool import dispatch, registry, services, writers
+from data_exchange_tool import dispatch, registry, services, taskspec, writers
 from data_exchange_tool.exceptions import ImportLockHeld, StaleFence, TransitionRefused
 from data_exchange_tool.locks import ContentTypeLock, lock_key
 from data_exchange_tool.models import ImportJob
@@ -455,7 +455,7 @@ def sent(settings, tmp_path, monkeypatch) -> Sent:
 @pytest.mark.django_db(transaction=True)
 def test_the_preview_reducer_run_twice_stores_repeated_keys_once(sent: Sent):
     job = split_and_validate(with_repeated_keys(), importer=UPSERT)
-    assert sent.calls.count((dispatch.FINALIZE_PREVIEW, [str(job.pk)])) == 1
+    assert sent.calls.count((taskspec.FINALIZE_PREVIEW, [str(job.pk)])) == 1
     preview_service.finalize_preview(job.pk)
     preview_service.finalize_preview(job.pk)
     assert_previewed_once_with_two_repeated_keys(job)
@@ -472,7 +472,7 @@ def test_a_chunk_fault_recorded_for_good_sends_the_reducer_that_fails_the_previe
     chunk_ids = preview_service.split_source(job.pk)
     for chunk_id in chunk_ids[:2]:
         preview_service.validate_chunk(job.pk, chunk_id)
-    finalize = (dispatch.FINALIZE_PREVIEW, [str(job.pk)])
+    finalize = (taskspec.FINALIZE_PREVIEW, [str(job.pk)])
     assert finalize not in sent.calls, "chunk 2 is not settled yet"
 
     def unreadable(chunk: Any) -> Any:
@@ -499,12 +499,12 @@ def test_reconcile_carries_a_preview_whose_messages_were_lost(sent: Sent):
     preview_service.split_source(job.pk)
     ImportJob.objects.filter(pk=job.pk).update(chunk_count=None)  # as if cut before its end
     assert reconcile_now()["resent"] == 1
-    assert sent.calls == [(dispatch.RUN_PREVIEW, [str(job.pk)])]
+    assert sent.calls == [(taskspec.RUN_PREVIEW, [str(job.pk)])]
 
     chunk_ids = preview_service.split_source(job.pk)
     preview_service.validate_chunk(job.pk, chunk_ids[0])
     assert reconcile_now()["resent"] == 1
-    assert sent.calls == [(dispatch.VALIDATE_CHUNK, [str(job.pk), i]) for i in chunk_ids[1:]]
+    assert sent.calls == [(taskspec.VALIDATE_CHUNK, [str(job.pk), i]) for i in chunk_ids[1:]]
 
     for chunk_id in chunk_ids[1:]:
         preview_service.validate_chunk(job.pk, chunk_id)

@@ -17,7 +17,7 @@ import pytest
 from django.core.checks import run_checks
 from django.utils import timezone
 
-from data_exchange_tool import dispatch, services
+from data_exchange_tool import dispatch, services, taskspec
 from data_exchange_tool.locks import ContentTypeLock
 from data_exchange_tool.models import ImportChunk, ImportJob
 from data_exchange_tool.services import importing, reconcile
@@ -206,13 +206,13 @@ def test_a_chunk_whose_worker_died_is_resent_once_its_time_limit_has_passed(
     assert reconcile.reconcile(send=sent, stale_after=900)["resent"] == 0
     clock.advance(100)  # past its hard time limit: its worker is gone
     assert reconcile.reconcile(send=sent, stale_after=900)["resent"] == 1
-    resend = (dispatch.IMPORT_CHUNK, [str(job.pk), chunk(job, 2).pk, job.fence])
+    resend = (taskspec.IMPORT_CHUNK, [str(job.pk), chunk(job, 2).pk, job.fence])
     assert sent.calls == [resend]
     assert reconcile.reconcile(send=sent, stale_after=900)["resent"] == 0, "sent once"
 
     sent.calls.clear()
     assert importing.import_chunk(*resend[1]) == "written"
-    finalize = (dispatch.FINALIZE_IMPORT, [None, str(job.pk), job.fence])
+    finalize = (taskspec.FINALIZE_IMPORT, [None, str(job.pk), job.fence])
     assert sent.calls == [finalize], "the last chunk to finish sends the reducer"
     importing.finalize_import(job.pk, job.fence)
     assert job_state(job)[0] == JobState.IMPORT_SUCCEEDED
@@ -226,7 +226,7 @@ def test_an_import_whose_chord_is_lost_is_finished_by_its_last_chunk(sent: Sent)
     for c in job.chunks.order_by("index"):
         sent.calls.clear()
         assert importing.import_chunk(job.pk, c.pk, job.fence) == "written"
-        finalizes.append([args for name, args in sent.calls if name == dispatch.FINALIZE_IMPORT])
+        finalizes.append([args for name, args in sent.calls if name == taskspec.FINALIZE_IMPORT])
     assert finalizes == [[], [], [[None, str(job.pk), job.fence]]]
 
 
@@ -246,7 +246,7 @@ def test_a_chunk_fault_recorded_after_the_chord_is_gone_fails_the_import(sent: S
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(chunk_work, "rows_for_import", unreadable)
         assert import_chunk.apply(args=(str(job.pk), broken.pk, job.fence)).result == "fault"
-    assert [n for n, _a in sent.calls] == [dispatch.FINALIZE_IMPORT]
+    assert [n for n, _a in sent.calls] == [taskspec.FINALIZE_IMPORT]
     importing.finalize_import(job.pk, job.fence)
     state, kind, summary = job_state(job)
     assert (state, kind) == (JobState.IMPORT_FAILED, FailureKind.FAULT)
@@ -350,7 +350,7 @@ def test_a_chunk_that_kills_its_validation_every_time_fails_the_preview(
         dies(preview_service.validate_chunk, job.pk, chunk_ids[1])
     sent.calls.clear()
     preview_service.validate_chunk(job.pk, chunk_ids[1])
-    assert sent.calls == [(dispatch.FINALIZE_PREVIEW, [str(job.pk)])]
+    assert sent.calls == [(taskspec.FINALIZE_PREVIEW, [str(job.pk)])]
     preview_service.finalize_preview(job.pk)
     state, kind, summary = job_state(job)
     assert (state, kind) == (JobState.PREVIEW_FAILED, FailureKind.FAULT), summary

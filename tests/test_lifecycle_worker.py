@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from data_exchange_tool import dispatch
+from data_exchange_tool import taskspec
 from data_exchange_tool.models import ImportChunk, ImportJob
 from data_exchange_tool.services import reconcile
 from data_exchange_tool.states import ChunkState, FailureKind, JobState
@@ -109,7 +109,7 @@ def test_a_chunk_of_a_worker_killed_whole_is_resent_after_its_time_limit_and_fin
     killed_at = time.monotonic()
     e2e.worker.start(extra_env=HOOKS_ENV)
 
-    monkeypatch.setattr(dispatch, "HARD_LIMIT_EXTRA", 1, raising=False)
+    monkeypatch.setattr(taskspec, "HARD_LIMIT_EXTRA", 1)
     monkeypatch.setattr(reconcile, "RUNNING_MARGIN", 1, raising=False)
     passes: list[dict[str, int]] = []
 

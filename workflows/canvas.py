@@ -11,17 +11,13 @@ from typing import Any
 
 from celery import chord, signature
 
-from data_exchange_tool import dispatch
-from data_exchange_tool.conf import app_settings
-
-_time_limits = dispatch.chunk_time_limits
+from data_exchange_tool import taskspec
 
 
 def import_chord(job_id: str, fence: int, chunk_ids: list[int]) -> Any:
-    queue = app_settings.IMPORT_QUEUE
+    chunk, reduce = taskspec.IMPORT_CHUNK, taskspec.FINALIZE_IMPORT
     header = [
-        signature(dispatch.IMPORT_CHUNK, args=(job_id, cid, fence), queue=queue, **_time_limits())
+        signature(chunk, args=(job_id, cid, fence), **taskspec.send_options(chunk))
         for cid in chunk_ids
     ]
-    reducer = signature(dispatch.FINALIZE_IMPORT, args=(job_id, fence), queue=queue)
-    return chord(header, reducer)
+    return chord(header, signature(reduce, args=(job_id, fence), **taskspec.send_options(reduce)))

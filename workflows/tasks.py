@@ -17,23 +17,17 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 
+from data_exchange_tool import services, taskspec
 from data_exchange_tool.exceptions import StaleFence
 from data_exchange_tool.services import importing, preview, reconcile
-from data_exchange_tool.services.chunk_ledger import record_fault
 
 from . import canvas
 
 logger = logging.getLogger(__name__)
 
-RETRYABLE = (OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError)
-TASK_OPTIONS: dict[str, Any] = {
-    "bind": True,
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "max_retries": 5,
-}
+TASK_OPTIONS: dict[str, Any] = {"bind": True, **taskspec.TASK_OPTIONS}
 
 
 def _drop_broken_connections() -> None:
@@ -43,29 +37,33 @@ def _drop_broken_connections() -> None:
             conn.close()
 
 
+def _retry_if_passing(task: Any, exc: Exception) -> None:
+    """Retry the task (raises) if the fault may pass (:func:`taskspec.retry_countdown`)."""
+    _drop_broken_connections()
+    countdown = taskspec.retry_countdown(exc, task.request.retries)
+    if countdown is not None:
+        raise task.retry(exc=exc, countdown=countdown)
+
+
 def _retry_or_record(task: Any, chunk_id: int, exc: Exception) -> None:
     """Retry the task (raises) if the fault may pass; otherwise record it on the chunk."""
-    _drop_broken_connections()
-    if isinstance(exc, RETRYABLE) and task.request.retries < task.max_retries:
-        raise task.retry(exc=exc, countdown=min(2**task.request.retries, 30))
+    _retry_if_passing(task, exc)
     logger.exception("Chunk %s failed", chunk_id)
-    record_fault(chunk_id, f"{type(exc).__name__}: {exc}")
+    services.record_chunk_fault(chunk_id, f"{type(exc).__name__}: {exc}")
 
 
-@shared_task(name="workflows.run_preview", **TASK_OPTIONS)
+@shared_task(name=taskspec.RUN_PREVIEW, **TASK_OPTIONS)
 def run_preview(self: Any, job_id: str) -> None:
     """Split the source; the split sends each chunk's validation as soon as it is stored."""
     try:
         preview.split_source(job_id)
     except Exception as exc:
-        _drop_broken_connections()
-        if isinstance(exc, RETRYABLE) and self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
+        _retry_if_passing(self, exc)
         logger.exception("The preview of job %s could not split its file", job_id)
         preview.fail_split_by_fault(job_id, exc)
 
 
-@shared_task(name="workflows.validate_chunk", **TASK_OPTIONS)
+@shared_task(name=taskspec.VALIDATE_CHUNK, **TASK_OPTIONS)
 def validate_chunk(self: Any, job_id: str, chunk_id: int) -> None:
     """Validate one chunk; the last chunk to settle sends finalize_preview."""
     try:
@@ -75,13 +73,13 @@ def validate_chunk(self: Any, job_id: str, chunk_id: int) -> None:
         preview.send_finalize_if_settled(job_id)  # the fault settled the chunk for good
 
 
-@shared_task(name="workflows.finalize_preview", **TASK_OPTIONS)
+@shared_task(name=taskspec.FINALIZE_PREVIEW, **TASK_OPTIONS)
 def finalize_preview(self: Any, job_id: str) -> None:
     """Reduce the preview; a copy sent by another chunk finds it done and does nothing."""
     preview.finalize_preview(job_id)
 
 
-@shared_task(name="workflows.run_import", **TASK_OPTIONS)
+@shared_task(name=taskspec.RUN_IMPORT, **TASK_OPTIONS)
 def run_import(self: Any, job_id: str) -> None:
     """Write every pending chunk in a chord reduced by finalize_import."""
     fence, chunk_ids = importing.pending_chunks(job_id)
@@ -91,7 +89,7 @@ def run_import(self: Any, job_id: str) -> None:
         importing.finalize_import(job_id, fence)
 
 
-@shared_task(name="workflows.import_chunk", **TASK_OPTIONS)
+@shared_task(name=taskspec.IMPORT_CHUNK, **TASK_OPTIONS)
 def import_chunk(self: Any, job_id: str, chunk_id: int, fence: int) -> str:
     try:
         return importing.import_chunk(job_id, chunk_id, fence)
@@ -103,13 +101,13 @@ def import_chunk(self: Any, job_id: str, chunk_id: int, fence: int) -> str:
         return "fault"
 
 
-@shared_task(name="workflows.finalize_import", **TASK_OPTIONS)
+@shared_task(name=taskspec.FINALIZE_IMPORT, **TASK_OPTIONS)
 def finalize_import(self: Any, _results: Any, job_id: str, fence: int | None = None) -> None:
     """Reduce the import attempt ``fence``; a reducer of an earlier attempt does nothing."""
     importing.finalize_import(job_id, fence)
 
 
-@shared_task(name="workflows.reconcile", bind=True, acks_late=True)
+@shared_task(name=taskspec.RECONCILE, bind=True, **taskspec.RECONCILE_OPTIONS)
 def reconcile_jobs(self: Any) -> dict[str, int]:
     """Finish, re-send or fail jobs that stopped making progress (see services.reconcile)."""
     return reconcile.reconcile()

@@ -4,9 +4,11 @@ Entry points for admin, API and commands: :func:`create_job`, :func:`confirm_imp
 :func:`confirm_refusals`, :func:`resume_import`, :func:`cancel_job`, :func:`delete_job`; the
 guards :func:`can_confirm`, :func:`can_resume`, :func:`can_cancel`, :func:`can_delete` say
 whether each is allowed now (a :class:`Verdict`). Workflow tasks call :mod:`.preview`,
-:mod:`.importing` and :mod:`.reconcile`.
+:mod:`.importing` and :mod:`.reconcile`, and :func:`record_chunk_fault` when a chunk's task
+gives up on a fault.
 """
 
+from .chunk_ledger import record_fault as record_chunk_fault
 from .jobs import (
     cancel_job,
     confirm_import,
@@ -28,5 +30,6 @@ __all__ = [
     "confirm_refusals",
     "create_job",
     "delete_job",
+    "record_chunk_fault",
     "resume_import",
 ]

@@ -25,7 +25,7 @@ from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import dispatch, hooks
+from .. import _faults, dispatch
 from ..conf import app_settings
 from ..exceptions import SplitDatabases, StaleFence
 from ..locks import ContentTypeLock
@@ -108,9 +108,11 @@ def _write(job: ImportJob, chunk: ImportChunk, fence: int, rows: Rows) -> bool:
         )
         if not marked:
             return False
-        hooks.fire("after_chunk_marked", job_id=job.pk, chunk_index=chunk.index, phase=Phase.IMPORT)
+        _faults.fire(
+            "after_chunk_marked", job_id=job.pk, chunk_index=chunk.index, phase=Phase.IMPORT
+        )
         write_rows(importer, serializer, rows, max_errors=app_settings.MAX_ERRORS_PER_CHUNK)
-        hooks.fire(
+        _faults.fire(
             "before_chunk_commit", job_id=job.pk, chunk_index=chunk.index, phase=Phase.IMPORT
         )
     return True
@@ -179,7 +181,7 @@ def finalize_import(job_id: Any, fence: int | None = None) -> None:
     if job.state != JobState.IMPORT_IN_PROGRESS:
         _release(job)
         return
-    hooks.fire("before_finalize", job_id=job.pk, phase=Phase.IMPORT)
+    _faults.fire("before_finalize", job_id=job.pk, phase=Phase.IMPORT)
     imported, failed, pending = _tally(job)
     now = timezone.now()
     if not failed and not pending:

@@ -22,7 +22,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import chunkfiles, dispatch, hooks
+from .. import _faults, chunkfiles, dispatch
 from ..conf import app_settings
 from ..exceptions import FileRejected, SourceChanged
 from ..models import ImportChunk, ImportJob
@@ -225,7 +225,7 @@ def _store_chunk(job: ImportJob, index: int, builder: chunkfiles.ChunkBuilder) -
     )
     ImportJob.objects.filter(pk=job.pk).update(progress_at=timezone.now())
     builder.clear()
-    hooks.fire("after_chunk_stored", job_id=job.pk, chunk_index=index, phase=Phase.PREVIEW)
+    _faults.fire("after_chunk_stored", job_id=job.pk, chunk_index=index, phase=Phase.PREVIEW)
     _send_validation(job.pk, chunk.pk)
     return chunk
 
@@ -290,7 +290,7 @@ def _validate(chunk: ImportChunk) -> None:
         )
         if not marked:
             return  # another copy of this task finished first, or the chunk was deleted
-        hooks.fire(
+        _faults.fire(
             "after_chunk_marked", job_id=job.pk, chunk_index=chunk.index, phase=Phase.PREVIEW
         )
         chunk_ledger.store_errors(job, chunk, Phase.PREVIEW, result.errors)
@@ -326,7 +326,7 @@ def finalize_preview(job_id: Any) -> None:
         job = ImportJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.state != JobState.CREATED or job.chunk_count is None:
             return
-        hooks.fire("before_finalize", job_id=job.pk, phase=Phase.PREVIEW)
+        _faults.fire("before_finalize", job_id=job.pk, phase=Phase.PREVIEW)
         _reduce(job)
 
 

@@ -1,13 +1,8 @@
+"""The demo's admin of the test app's stock models (their importers register themselves)."""
+
 from django.contrib import admin
 
-from data_exchange_tool.admin import GenericImporterModelAdmin
-
-from .models import Partner, StockRecord, StockRecordImportJob
-
-
-@admin.register(StockRecordImportJob)
-class StockRecordNewImporterAdmin(GenericImporterModelAdmin):
-    pass
+from tests.testapp.models import Partner, StockRecord
 
 
 @admin.register(StockRecord)
