@@ -1,9 +1,9 @@
 """Start a workflow by Celery task name, after the database transaction commits.
 
-The app never imports ``workflows``; it names its tasks. If the task is registered in the
-current Celery app (a worker, or a web process that imported it) it is applied directly, which
-honours ``task_always_eager``; otherwise it is sent by name. Names, queues and time limits are
-those of :mod:`.taskspec`.
+The services name their tasks (see :mod:`.taskspec`) rather than import ``workflows``. If the
+task is registered in the current Celery app (a worker, or a web process that imported it) it
+is applied directly, which honours ``task_always_eager``; otherwise it is sent by name. Queues
+and time limits are those of :mod:`.taskspec`.
 """
 
 from __future__ import annotations
@@ -14,28 +14,9 @@ from typing import Any
 
 from django.db import transaction
 
-from .taskspec import (  # the names the services send; taskspec owns them
-    FINALIZE_IMPORT,
-    FINALIZE_PREVIEW,
-    IMPORT_CHUNK,
-    RUN_IMPORT,
-    RUN_PREVIEW,
-    VALIDATE_CHUNK,
-    chunk_time_limits,
-    time_limits,
-)
+from .taskspec import time_limits
 
-__all__ = [
-    "FINALIZE_IMPORT",
-    "FINALIZE_PREVIEW",
-    "IMPORT_CHUNK",
-    "RUN_IMPORT",
-    "RUN_PREVIEW",
-    "VALIDATE_CHUNK",
-    "chunk_time_limits",
-    "send",
-    "send_on_commit",
-]
+__all__ = ["send", "send_on_commit"]
 
 logger = logging.getLogger(__name__)
 

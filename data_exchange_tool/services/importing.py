@@ -25,7 +25,7 @@ from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import _faults, dispatch
+from .. import _faults, dispatch, taskspec
 from ..conf import app_settings
 from ..exceptions import SplitDatabases, StaleFence
 from ..locks import ContentTypeLock
@@ -163,7 +163,7 @@ def send_finalize_if_settled(job_id: Any, fence: int) -> bool:
     if not ready.exists():
         return False
     dispatch.send_on_commit(
-        dispatch.FINALIZE_IMPORT, [None, str(job_id), fence], app_settings.IMPORT_QUEUE
+        taskspec.FINALIZE_IMPORT, [None, str(job_id), fence], app_settings.IMPORT_QUEUE
     )
     return True
 

@@ -11,7 +11,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import dispatch, registry
+from .. import dispatch, registry, taskspec
 from ..conf import app_settings
 from ..exceptions import FileRejected, SourceChanged, TransitionRefused
 from ..locks import ContentTypeLock
@@ -64,7 +64,7 @@ def create_job(
     job.file_format = stored.key.rsplit("/", 1)[-1].removeprefix("source.")
     with transaction.atomic():
         job.save(force_insert=True)
-        dispatch.send_on_commit(dispatch.RUN_PREVIEW, [str(job.pk)], app_settings.PREVIEW_QUEUE)
+        dispatch.send_on_commit(taskspec.RUN_PREVIEW, [str(job.pk)], app_settings.PREVIEW_QUEUE)
     return job
 
 
@@ -251,7 +251,7 @@ def _start_import(job: ImportJob, *, expected: JobState, user: Any) -> None:
             ImportChunk.objects.filter(job=job, import_state=ChunkState.PENDING).update(
                 import_attempts=0, unfinished_attempts=0, started_at=None, last_error=""
             )
-            dispatch.send_on_commit(dispatch.RUN_IMPORT, [str(job.pk)], app_settings.IMPORT_QUEUE)
+            dispatch.send_on_commit(taskspec.RUN_IMPORT, [str(job.pk)], app_settings.IMPORT_QUEUE)
     except IntegrityError:
         lock.release(token)
         raise transitions.lock_held(job, transitions.importing_job(job)) from None

@@ -22,7 +22,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import _faults, chunkfiles, dispatch
+from .. import _faults, chunkfiles, dispatch, taskspec
 from ..conf import app_settings
 from ..exceptions import FileRejected, SourceChanged
 from ..models import ImportChunk, ImportJob
@@ -232,7 +232,7 @@ def _store_chunk(job: ImportJob, index: int, builder: chunkfiles.ChunkBuilder) -
 
 def _send_validation(job_id: Any, chunk_id: int) -> None:
     dispatch.send_on_commit(
-        dispatch.VALIDATE_CHUNK, [str(job_id), chunk_id], app_settings.PREVIEW_QUEUE
+        taskspec.VALIDATE_CHUNK, [str(job_id), chunk_id], app_settings.PREVIEW_QUEUE
     )
 
 
@@ -312,7 +312,7 @@ def send_finalize_if_settled(job_id: Any) -> bool:
     ).exclude(Exists(unsettled))
     if not ready.exists():
         return False
-    dispatch.send_on_commit(dispatch.FINALIZE_PREVIEW, [str(job_id)], app_settings.PREVIEW_QUEUE)
+    dispatch.send_on_commit(taskspec.FINALIZE_PREVIEW, [str(job_id)], app_settings.PREVIEW_QUEUE)
     return True
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
-from .. import dispatch
+from .. import dispatch, taskspec
 from ..conf import app_settings
 from ..locks import ContentTypeLock
 from ..models import ImportJob
@@ -114,7 +114,7 @@ def _unsettled(job: ImportJob) -> Any:
 def _gone(unsettled: Any, job: ImportJob, now: datetime) -> Any:
     """Chunks whose last attempt began longer ago than its hard time limit and never ended
     (so its worker is gone), not re-sent since that attempt began."""
-    limit = dispatch.chunk_time_limits()["time_limit"] + RUNNING_MARGIN
+    limit = taskspec.chunk_time_limits()["time_limit"] + RUNNING_MARGIN
     gone = unsettled.filter(
         unfinished_attempts__gt=0, started_at__lt=now - timedelta(seconds=limit)
     )
@@ -140,14 +140,14 @@ def _resend(job: ImportJob, send: Sender, chunk_ids: list[int], *, split: bool) 
     if job.state == JobState.CREATED:
         queue = app_settings.PREVIEW_QUEUE
         if split:
-            send(dispatch.RUN_PREVIEW, [str(job.pk)], queue)
+            send(taskspec.RUN_PREVIEW, [str(job.pk)], queue)
         for chunk_id in chunk_ids:
-            send(dispatch.VALIDATE_CHUNK, [str(job.pk), chunk_id], queue)
+            send(taskspec.VALIDATE_CHUNK, [str(job.pk), chunk_id], queue)
     else:
         ContentTypeLock(job.content_type_id).renew(job.lock_token)
         for chunk_id in chunk_ids:
             send(
-                dispatch.IMPORT_CHUNK, [str(job.pk), chunk_id, job.fence], app_settings.IMPORT_QUEUE
+                taskspec.IMPORT_CHUNK, [str(job.pk), chunk_id, job.fence], app_settings.IMPORT_QUEUE
             )
     ImportJob.objects.filter(pk=job.pk, state=job.state).update(resent_at=timezone.now())
     logger.info("Job %s: re-sent %s chunk(s)%s.", job.pk, len(chunk_ids), " and the split" * split)
