@@ -14,10 +14,17 @@ from django.utils.translation import gettext as _
 
 from ..conf import app_settings
 from ..models import ImportChunk, ImportJob, RowError
-from ..states import Phase
+from ..states import ChunkState, Phase
 from ..validation import CellError
 
 logger = logging.getLogger(__name__)
+
+
+def unsettled(phase: Phase) -> dict[str, str]:
+    """Lookups of the chunks still to run in ``phase``: pending, with no fault recorded for
+    good (a chunk with a recorded fault is settled: it fails its job at the reducer)."""
+    state = "preview_state" if phase == Phase.PREVIEW else "import_state"
+    return {state: ChunkState.PENDING, "last_error": ""}
 
 
 @contextmanager

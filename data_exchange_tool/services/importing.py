@@ -155,7 +155,7 @@ def send_finalize_if_settled(job_id: Any, fence: int) -> bool:
     or not the chord still exists; the reducer runs once however many copies arrive.
     """
     unsettled = ImportChunk.objects.filter(
-        job=OuterRef("pk"), import_state=ChunkState.PENDING, last_error=""
+        job=OuterRef("pk"), **chunk_ledger.unsettled(Phase.IMPORT)
     )
     ready = ImportJob.objects.filter(
         pk=job_id, state=JobState.IMPORT_IN_PROGRESS, fence=fence

@@ -305,7 +305,7 @@ def send_finalize_if_settled(job_id: Any) -> bool:
     several do, every copy of the reducer but the first does nothing.
     """
     unsettled = ImportChunk.objects.filter(
-        job=OuterRef("pk"), preview_state=ChunkState.PENDING, last_error=""
+        job=OuterRef("pk"), **chunk_ledger.unsettled(Phase.PREVIEW)
     )
     ready = ImportJob.objects.filter(
         pk=job_id, state=JobState.CREATED, chunk_count__isnull=False

@@ -32,8 +32,8 @@ from .. import dispatch, taskspec
 from ..conf import app_settings
 from ..locks import ContentTypeLock
 from ..models import ImportJob
-from ..states import IMPORT_ENDED_STATES, RUNNING_STATES, ChunkState, JobState
-from . import importing, preview, retention
+from ..states import IMPORT_ENDED_STATES, RUNNING_STATES, JobState, Phase
+from . import chunk_ledger, importing, preview, retention
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ def _missing_work(
 
 def _unsettled(job: ImportJob) -> Any:
     """The job's chunks still to run in its phase (pending, no fault recorded for good)."""
-    field = "preview_state" if job.state == JobState.CREATED else "import_state"
-    return job.chunks.filter(**{field: ChunkState.PENDING}, last_error="").order_by("index")
+    phase = Phase.PREVIEW if job.state == JobState.CREATED else Phase.IMPORT
+    return job.chunks.filter(**chunk_ledger.unsettled(phase)).order_by("index")
 
 
 def _gone(unsettled: Any, job: ImportJob, now: datetime) -> Any:
