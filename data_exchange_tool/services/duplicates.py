@@ -28,14 +28,13 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
-from django.db.models import NOT_PROVIDED
 from django.utils.translation import gettext as _
 
 from .. import chunkfiles
 from ..models import ImportChunk, ImportJob
 from ..states import Phase
 from ..validation import CellError, writable_fields
-from ..writers import uses_bulk_path
+from ..writers import constant_default, uses_bulk_path
 from .chunk_ledger import store_errors
 from .chunk_work import validate_rows
 
@@ -149,16 +148,7 @@ def _written(model: type[models.Model], serializer: Any) -> dict[str, tuple[str,
 
 def _part(field: models.Field, written: dict[str, tuple[str, str]], defaults: bool) -> KeyPart:
     source, column = written.get(field.name, (field.name, field.name))
-    return KeyPart(source, column, _constant_default(field) if defaults else ABSENT)
-
-
-def _constant_default(field: models.Field) -> Any:
-    """What a bulk insert writes for a field left out, when it is the same for every row."""
-    if getattr(field, "db_default", NOT_PROVIDED) is not NOT_PROVIDED:
-        return ABSENT
-    if field.has_default() and callable(field.default):
-        return ABSENT
-    return field.get_default()
+    return KeyPart(source, column, constant_default(field, ABSENT) if defaults else ABSENT)
 
 
 # -- canonical values --------------------------------------------------------------------------

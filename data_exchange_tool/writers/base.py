@@ -101,6 +101,16 @@ def records(rows: Rows) -> Records:
 MISSING = object()  # a row that gives no value for a field
 
 
+def constant_default(field: models.Field, otherwise: Any = MISSING) -> Any:
+    """What a bulk insert writes for ``field`` when a row leaves it out, if that is the same for
+    every row (``field.get_default()``); ``otherwise`` for a database or a callable default."""
+    if getattr(field, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED:
+        return otherwise
+    if field.has_default() and callable(field.default):
+        return otherwise
+    return field.get_default()
+
+
 def given_value(row: dict[str, Any], field: models.Field) -> Any:
     """The value ``row`` gives ``field`` (a related object as its foreign key), or ``MISSING``."""
     value = row.get(field.attname, MISSING)

@@ -10,9 +10,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, models, router
-from django.db.models import NOT_PROVIDED, AutoField
+from django.db.models import AutoField
 
-from .base import MISSING, given_value
+from .base import MISSING, constant_default, given_value
 
 
 class NoCopy(Exception):
@@ -173,7 +173,7 @@ def _column_for(field: models.Field, table: Any, absent: bool) -> Any | None:
             return column
     else:
         column = None
-    default = _constant_default(field)
+    default = constant_default(field)
     if default is MISSING:
         return None
     try:
@@ -182,15 +182,6 @@ def _column_for(field: models.Field, table: Any, absent: bool) -> Any | None:
         return pc.fill_null(column, pa.scalar(default, column.type))
     except (pa.ArrowException, TypeError, ValueError):
         return None
-
-
-def _constant_default(field: models.Field) -> Any:
-    """What ``field.get_default()`` gives, when it is the same for every row; else ``MISSING``."""
-    if getattr(field, "db_default", NOT_PROVIDED) is not NOT_PROVIDED:
-        return MISSING
-    if field.has_default() and callable(field.default):
-        return MISSING
-    return field.get_default()
 
 
 def _csv_bytes(table: Any) -> bytes:
