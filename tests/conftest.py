@@ -240,6 +240,14 @@ def partners(db: None) -> list[Any]:
 
 
 @pytest.fixture
+def partner(db: None) -> Any:
+    """Partner P1, for tests whose files refer to one partner."""
+    from tests.testapp.models import Partner
+
+    return Partner.objects.get_or_create(code="P1", defaults={"name": "Partner one"})[0]
+
+
+@pytest.fixture
 def run_on_commit(django_capture_on_commit_callbacks: Any) -> Any:
     """Run a service call and the tasks it queues on commit (eagerly, in this process)."""
 

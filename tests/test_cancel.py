@@ -58,11 +58,6 @@ def cancel_button(job: ImportJob) -> str:
     return f'<form method="post" action="{url("cancel", job)}">'
 
 
-@pytest.fixture
-def partner(db: None) -> Partner:
-    return Partner.objects.get_or_create(code="P1", defaults={"name": "Partner one"})[0]
-
-
 # -- the admin, eager Celery ------------------------------------------------------------------
 
 

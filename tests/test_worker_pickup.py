@@ -45,11 +45,6 @@ def some_time_ago(seconds: float) -> datetime.datetime:
 
 
 @pytest.fixture
-def partner(db: None) -> Partner:
-    return Partner.objects.get_or_create(code="P1", defaults={"name": "Partner one"})[0]
-
-
-@pytest.fixture
 def _local_storage(settings: Any, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.DATA_EXCHANGE_CHUNK_SIZE = 7
