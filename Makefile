@@ -24,7 +24,14 @@ OLDEST_DJANGO := Django>=4.2,<5
 VENV_OLDEST := .venv-django42
 STAMP_OLDEST := $(VENV_OLDEST)/.installed
 
-.PHONY: venv services postgres redis stop-started lint test test-postgres test-sqlite test-oldest-django demo clean
+# The newest Django, on the newest Python it supports, with the whole suite (end-to-end and
+# fault tests included). Django 6.x needs Python 3.12+: pyenv provides it here.
+NEWEST_DJANGO := Django>=6.1,<6.2
+NEWEST_PYTHON ?= env PYENV_VERSION=3.13.0 python3.13
+VENV_NEWEST := .venv-django61
+STAMP_NEWEST := $(VENV_NEWEST)/.installed
+
+.PHONY: venv services postgres redis stop-started lint test test-postgres test-sqlite test-oldest-django test-newest-django demo clean
 
 venv: $(STAMP)
 
@@ -37,6 +44,11 @@ $(STAMP): pyproject.toml
 $(STAMP_OLDEST): pyproject.toml
 	test -x $(VENV_OLDEST)/bin/python || $(PYTHON) -m venv $(VENV_OLDEST)
 	$(VENV_OLDEST)/bin/python -m pip install --disable-pip-version-check -q '$(OLDEST_DJANGO)' -e '.[test]'
+	touch $@
+
+$(STAMP_NEWEST): pyproject.toml
+	test -x $(VENV_NEWEST)/bin/python || $(NEWEST_PYTHON) -m venv $(VENV_NEWEST)
+	$(VENV_NEWEST)/bin/python -m pip install --disable-pip-version-check -q '$(NEWEST_DJANGO)' -e '.[test]'
 	touch $@
 
 services: postgres redis
@@ -88,6 +100,9 @@ test-sqlite: venv services
 test-oldest-django: $(STAMP_OLDEST) services
 	DATA_EXCHANGE_TEST_DB=postgres $(VENV_OLDEST)/bin/python -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)
 
+test-newest-django: $(STAMP_NEWEST) services
+	DATA_EXCHANGE_TEST_DB=postgres $(VENV_NEWEST)/bin/python -m pytest $(PYTEST_ARGS)
+
 # Every step runs even if an earlier one fails; the target fails if any did. pytest exits
 # non-zero on a failure and (exit 5) when it collects no test.
 test: venv services
@@ -96,12 +111,13 @@ test: venv services
 	$(MAKE) --no-print-directory test-postgres || failed="$$failed postgres"; \
 	$(MAKE) --no-print-directory test-sqlite || failed="$$failed sqlite"; \
 	$(MAKE) --no-print-directory test-oldest-django || failed="$$failed django-4.2"; \
+	$(MAKE) --no-print-directory test-newest-django || failed="$$failed django-6.1"; \
 	$(MAKE) --no-print-directory stop-started; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi; \
-	echo "make test: lint, PostgreSQL, SQLite and Django 4.2 runs passed"
+	echo "make test: lint, PostgreSQL, SQLite, Django 4.2 and Django 6.1 runs passed"
 
 demo: venv
 	$(BIN)/python -m demo.run
 
 clean:
-	rm -rf $(VENV) $(VENV_OLDEST) .pytest_cache .ruff_cache tests/.media tests/data_exchange_private tests/.test*.sqlite3*
+	rm -rf $(VENV) $(VENV_OLDEST) $(VENV_NEWEST) .pytest_cache .ruff_cache tests/.media tests/data_exchange_private tests/.test*.sqlite3*
