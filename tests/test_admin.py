@@ -23,12 +23,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpResponse
 from django.test import Client
 from django.urls import resolve, reverse
+from django.utils import timezone
 
 from data_exchange_tool import registry
 from data_exchange_tool.admin import GenericImporterModelAdmin
 from data_exchange_tool.locks import ContentTypeLock
 from data_exchange_tool.models import ImportJob
-from data_exchange_tool.states import FailureKind, JobState, Phase
+from data_exchange_tool.states import ChunkState, FailureKind, JobState, Phase
 from tests.fixtures.users import logged_in_staff
 from tests.testapp.admin import StockRecordNewImporterAdmin
 from tests.testapp.models import Partner, StockRecord, StockRecordImportJob
@@ -558,6 +559,8 @@ def test_changelist_columns_filters_and_search(
         "Valid rows",
         "Invalid rows",
         "Imported rows",
+        "Progress",
+        "Size",
         "Created by",
         "Created",
     ]
@@ -746,3 +749,122 @@ def test_the_admin_loads_no_heavy_module() -> None:
         [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# -- live progress, the list's filters, the phase times ------------------------------------------
+
+
+@pytest.fixture
+def importing_three_chunks(
+    admin_client: Client,
+    partners: list[Partner],
+    upload: Callable,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+) -> Iterator[ImportJob]:
+    """A confirmed 250-row job (chunks of 100) whose import has written its first chunk only;
+    the rest runs at teardown."""
+    settings.DATA_EXCHANGE_CHUNK_SIZE = 100
+    job = job_of(upload(admin_client, HEADER + csv_rows(250)))
+    with django_capture_on_commit_callbacks() as queued:  # the import is queued, not run
+        admin_client.post(url(GENERIC, "confirm", job))
+    job.refresh_from_db()
+    assert job.state == JobState.IMPORT_IN_PROGRESS
+    first = job.chunks.get(index=0)
+    first.import_state = ChunkState.DONE
+    first.settled_at = timezone.now()
+    first.save(update_fields=["import_state", "settled_at"])
+    yield job
+    with django_capture_on_commit_callbacks(execute=True):
+        for callback in queued:
+            callback()
+
+
+def test_a_running_import_shows_its_progress_live_from_the_status_view(
+    admin_client: Client, importing_three_chunks: ImportJob
+) -> None:
+    job = importing_three_chunks
+    page = text(admin_client.get(url(GENERIC, "change", job)))
+    assert re.search(r'<progress id="dx-progress"[^>]* max="250" value="100"', page)
+    assert "100 of 250 rows · 1 of 3 chunks" in page
+    # The page polls the status view instead of reloading itself every 5 seconds.
+    assert f'data-url="{url(GENERIC, "status", job)}"' in page
+    assert '<noscript><meta http-equiv="refresh"' in page
+
+    status = admin_client.get(url(GENERIC, "status", job))
+    assert status["Content-Type"] == "application/json"
+    data = status.json()
+    assert (data["state"], data["phase"], data["running"]) == (
+        "IMPORT_IN_PROGRESS",
+        "import",
+        True,
+    )
+    assert (data["rows_done"], data["rows_total"]) == (100, 250)
+    assert (data["chunks_done"], data["chunks_total"]) == (1, 3)
+    assert data["rows_per_second"] > 0
+    assert data["seconds_left"] >= 0
+    assert data["text"].startswith("100 of 250 rows · 1 of 3 chunks · ")
+    assert " rows/s · about " in data["text"]
+
+    # A second chunk settles: the next poll says so.
+    job.chunks.filter(index=1).update(import_state=ChunkState.DONE, settled_at=timezone.now())
+    assert admin_client.get(url(GENERIC, "status", job)).json()["rows_done"] == 200
+
+    # The list of jobs shows the same progress for the running job.
+    listing = text(admin_client.get(url(GENERIC, "changelist")))
+    assert "200 of 250 rows · 2 of 3 chunks" in listing
+
+
+def test_the_status_view_needs_the_view_permission_of_the_job(
+    importing_three_chunks: ImportJob, staff_client: Callable[..., Client]
+) -> None:
+    job = importing_three_chunks
+    assert staff_client().get(url(GENERIC, "status", job)).status_code == 403
+    viewer = staff_client("data_exchange_tool.view_importjob")
+    assert viewer.get(url(GENERIC, "status", job)).json()["rows_done"] == 100
+
+
+def test_a_finished_preview_reports_its_totals_and_no_rate(
+    admin_client: Client, previewed: ImportJob
+) -> None:
+    data = admin_client.get(url(GENERIC, "status", previewed)).json()
+    assert (data["state"], data["running"]) == ("PREVIEW_SUCCEEDED", False)
+    assert (data["rows_done"], data["rows_total"], data["chunks_total"]) == (10, 10, 2)
+    assert data["rows_per_second"] is None
+    assert data["seconds_left"] is None
+
+
+def test_the_list_filters_by_uploader_and_my_jobs(
+    admin_client: Client,
+    partners: list[Partner],
+    upload: Callable,
+    staff_client: Callable[..., Client],
+) -> None:
+    mine = job_of(upload(admin_client, HEADER + csv_rows(2), name="mine.csv"))
+    other = staff_client(
+        "data_exchange_tool.add_importjob",
+        "data_exchange_tool.view_importjob",
+        "data_exchange_tool.change_importjob",
+    )
+    theirs = job_of(upload(other, HEADER + csv_rows(2), name="theirs.csv"))
+
+    def listed(client: Client, **query: str) -> set[str]:
+        response = client.get(url(GENERIC, "changelist"), query)
+        return {job.original_name for job in response.context["cl"].result_list}
+
+    assert listed(admin_client) == {"mine.csv", "theirs.csv"}
+    assert listed(admin_client, mine="1") == {"mine.csv"}
+    assert listed(other, mine="1") == {"theirs.csv"}
+    assert listed(admin_client, created_by__id__exact=str(theirs.created_by_id)) == {"theirs.csv"}
+    page = text(admin_client.get(url(GENERIC, "changelist")))
+    assert "My jobs" in page
+    assert mine.created_by_id != theirs.created_by_id
+
+
+def test_a_phase_that_never_ran_shows_no_times(
+    admin_client: Client, previewed: ImportJob
+) -> None:
+    page = text(admin_client.get(url(GENERIC, "change", previewed)))
+    assert "Preview finished at" in page or "preview finished at" in page.lower()
+    assert "import started at" not in page.lower()
+    assert "import finished at" not in page.lower()
