@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from ..exceptions import ImportLockHeld, TransitionRefused
 from ..models import ImportJob, JobEvent
 from ..states import ALLOWED_MOVES, RUNNING_STATES, FailureKind, JobState, Phase
-from . import retention
+from . import announce, retention
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def move(
         if moved:
             JobEvent.objects.create(job_id=job_id, from_state=current, to_state=to, message=message)
             logger.info("Import job %s: %s -> %s %s", job_id, current, to, message)
+            announce.after_move(job_id, current, to)
         return bool(moved)
 
 
