@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 from django import forms
+from django.apps import apps
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
@@ -24,8 +25,8 @@ DELIMITER_CHOICES = (
 def importer_choices() -> list[tuple[str, str]]:
     """``(label, display)`` of every registered importer.
 
-    The display is the target model's verbose name, followed by the importer's label when
-    several importers share that target.
+    The display is the target model's verbose name, followed by the importer's own verbose
+    name when several importers share that target (never its internal label).
     """
     importers = registry.all_importers()
     targets = {label: opts.target_model for label, opts in importers.items()}
@@ -33,7 +34,9 @@ def importer_choices() -> list[tuple[str, str]]:
     choices = []
     for label, model in targets.items():
         name = capfirst(model._meta.verbose_name)
-        choices.append((label, f"{name} ({label})" if shared[model] > 1 else str(name)))
+        if shared[model] > 1:
+            name = f"{name} ({apps.get_model(label)._meta.verbose_name})"
+        choices.append((label, str(name)))
     return choices
 
 
