@@ -47,6 +47,7 @@ from .conf import app_settings
 from .exceptions import FileRejected, ImproperlyConfiguredImporter, TransitionRefused
 from .forms import DELIMITER_CHOICES, ImportJobUploadForm, importer_choices
 from .models import ImportChunk, ImportJob, JobEvent, RowError
+from .services.error_summary import error_groups, invalid_rows_by_column
 from .services.pickup import pickup_warning
 from .services.progress import Progress, job_progress
 from .states import JobState
@@ -589,6 +590,8 @@ class ImportJobAdmin(admin.ModelAdmin):
         return {
             "errors_page": page,
             "error_count": paginator.count,
+            "error_groups": error_groups(job) if paginator.count else [],
+            "error_columns": invalid_rows_by_column(job) if paginator.count else [],
             "errors_previous_url": self._errors_page_url(request, page, -1),
             "errors_next_url": self._errors_page_url(request, page, +1),
             "error_report_urls": {

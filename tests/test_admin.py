@@ -418,6 +418,35 @@ def test_row_errors_show_row_column_message_and_value_page_by_page(
     assert table(admin_client.get(change, {"errors_page": "x"}), "row-errors")[1][0][0] == "5"
 
 
+def test_errors_are_grouped_by_column_and_message_with_a_chart_by_column(
+    admin_client: Client, partners: list[Partner], upload: Callable
+) -> None:
+    bad_price = "".join(f"SKU9{i:04d},Bad,abc,1,W1,true,,P1\n" for i in range(5))
+    bad_partner = "".join(f"SKU8{i:04d},Unknown,1.00,1,W1,true,,NOPE\n" for i in range(2))
+    job = job_of(upload(admin_client, HEADER + csv_rows(1) + bad_price + bad_partner))
+    page = admin_client.get(url(GENERIC, "change", job))
+    header, rows = table(page, "dx-error-groups")
+    assert header == ["Column", "Message", "Rows", "First rows"]
+    assert rows == [
+        ["price", "A valid number is required.", "5", "3, 4, 5"],
+        ["partner", "Object with code=NOPE does not exist.", "2", "8, 9"],
+    ]
+    chart = re.search(r'<div id="dx-error-chart".*?</div>\s*</div>\s*</div>', text(page), re.S)
+    assert chart is not None
+    bars = re.findall(
+        r'dxt-bar-label">([^<]*)</span>\s*<span class="dxt-bar" style="width: (\d+)%">'
+        r'</span>\s*<span class="dxt-bar-value">(\d+)<',
+        chart.group(0),
+    )
+    assert bars == [("price", "100", "5"), ("partner", "40", "2")]
+
+
+def test_a_job_without_errors_shows_no_error_groups(
+    admin_client: Client, previewed: ImportJob
+) -> None:
+    assert 'id="dx-error-groups"' not in text(admin_client.get(url(GENERIC, "change", previewed)))
+
+
 def test_confirm_is_disabled_with_the_reason_when_rows_have_errors(
     admin_client: Client, partners: list[Partner], upload: Callable, post_on_commit: Callable
 ) -> None:
