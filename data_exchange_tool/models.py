@@ -84,6 +84,13 @@ class ImportJob(models.Model):
         editable=False,
         help_text=_("Serializer field → column as written in the file."),
     )
+    ignored_columns = models.JSONField(
+        _("ignored columns"),
+        default=list,
+        blank=True,
+        editable=False,
+        help_text=_("Columns of the file that match no field of the importer and are not read."),
+    )
     detected_delimiter = models.CharField(max_length=1, blank=True, editable=False)
     chunk_count = models.PositiveIntegerField(_("chunks"), null=True, editable=False)
     total_rows = models.PositiveBigIntegerField(_("rows"), null=True, editable=False)

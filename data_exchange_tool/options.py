@@ -39,7 +39,9 @@ IMPORTER_META_OPTIONS = (
     "accepted_formats",
     "header_aliases",
     "revalidate_on_import",
+    "unknown_columns",
 )
+UNKNOWN_COLUMN_POLICIES = ("ignore", "error")
 
 if not set(IMPORTER_META_OPTIONS) <= set(django_options.DEFAULT_NAMES):
     django_options.DEFAULT_NAMES = (*django_options.DEFAULT_NAMES, *IMPORTER_META_OPTIONS)
@@ -56,6 +58,9 @@ class ImporterOptions:
     chunk_size: int | None = None
     accepted_formats: tuple[str, ...] = tuple(FORMATS)
     header_aliases: dict[str, str] = field(default_factory=dict)
+    # "ignore": columns that match no writable field are skipped, named in a warning on the job;
+    # "error": they fail the preview.
+    unknown_columns: str = "ignore"
     # True: the import runs the whole serializer again on every row, instead of trusting the
     # values the preview validated and checking only related rows and unique values again.
     revalidate_on_import: bool = False
@@ -147,6 +152,9 @@ def importer_options(model: type[Model]) -> ImporterOptions | None:
     aliases = getattr(meta, "header_aliases", None) or {}
     if not isinstance(aliases, dict):
         fail("Meta.header_aliases must be a dict of {file header: serializer field}.")
+    unknown_columns = getattr(meta, "unknown_columns", None) or "ignore"
+    if unknown_columns not in UNKNOWN_COLUMN_POLICIES:
+        fail(f"Meta.unknown_columns must be 'ignore' or 'error', got {unknown_columns!r}.")
     revalidate = getattr(meta, "revalidate_on_import", False)
     if not isinstance(revalidate, bool):
         fail(f"Meta.revalidate_on_import must be True or False, got {revalidate!r}.")
@@ -158,5 +166,6 @@ def importer_options(model: type[Model]) -> ImporterOptions | None:
         chunk_size=chunk_size,
         accepted_formats=formats,
         header_aliases=dict(aliases),
+        unknown_columns=unknown_columns,
         revalidate_on_import=revalidate,
     )

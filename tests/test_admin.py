@@ -265,6 +265,7 @@ def test_add_form_lists_exactly_the_registered_importers(admin_client: Client) -
         "testapp.MemberUpsertImportJob": "Member (member upsert import job)",
         IMPORTER: "Stock record (stock record import job)",
         UPSERT: "Stock record (stock record upsert import job)",
+        "testapp.StockRecordStrictImportJob": "Stock record (stock record strict import job)",
         "testapp.ShipmentImportJob": "Shipment",
     }
     page = text(response)
@@ -367,7 +368,7 @@ def test_an_unreadable_file_shows_the_reason_in_an_error_box(
     content = text(page)
     assert '<div class="errornote" role="alert" id="job-error">' in content
     assert "The header does not match the importer" in content
-    assert "unknown column(s): title" in content
+    assert "missing required column(s): name, price" in content
     assert "Confirm Import" not in content
     assert 'id="sample-rows"' not in content
 
@@ -416,6 +417,19 @@ def test_row_errors_show_row_column_message_and_value_page_by_page(
     assert 'href="?errors_page=1#row-errors"' in text(second)
 
     assert table(admin_client.get(change, {"errors_page": "x"}), "row-errors")[1][0][0] == "5"
+
+
+def test_ignored_columns_are_named_in_a_warning_on_the_job_page(
+    admin_client: Client, partners: list[Partner], upload: Callable
+) -> None:
+    rows = "".join(line + ",red,x\n" for line in csv_rows(2).splitlines())
+    job = job_of(upload(admin_client, HEADER.strip() + ",colour,notes\n" + rows))
+    assert job.state == JobState.PREVIEW_SUCCEEDED
+    content = text(admin_client.get(url(GENERIC, "change", job)))
+    assert (
+        "These columns match no field of the importer and were not read: colour, notes."
+        in content
+    )
 
 
 def test_errors_are_grouped_by_column_and_message_with_a_chart_by_column(

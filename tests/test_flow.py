@@ -133,13 +133,43 @@ def test_header_is_matched_ignoring_case_and_spaces(partners, run_on_commit):
     assert job.column_map["sku"] == "SKU"
 
 
+@pytest.mark.django_db
+def test_unknown_columns_are_ignored_and_named_on_the_job(partners, run_on_commit):
+    header = HEADER.strip() + ",colour,\n"  # a trailing blank header is no column at all
+    rows = "".join(line + ",red,\n" for line in csv_rows(3).splitlines())
+    job = preview(run_on_commit, header + rows)
+    assert job.state == JobState.PREVIEW_SUCCEEDED
+    assert job.ignored_columns == ["colour"]
+    confirm(run_on_commit, job)
+    assert StockRecord.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_an_importer_can_refuse_unknown_columns_and_names_read_only_ones(
+    partners, run_on_commit
+):
+    header = "id," + HEADER.strip() + ",colour\n"
+    rows = "".join(f"{i}," + line + ",red\n" for i, line in enumerate(csv_rows(2).splitlines()))
+    strict = preview(run_on_commit, header + rows, importer="testapp.StockRecordStrictImportJob")
+    assert strict.state == JobState.PREVIEW_FAILED
+    assert (
+        "unknown column(s): id (read-only in ImportStockRecordWithIdSerializer), colour"
+        in strict.error_summary
+    )
+    assert StockRecord.objects.count() == 0
+
+
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [
         (b"", "empty.csv", "empty"),
         (HEADER.encode(), "header-only.csv", "no rows"),
         (b"sku,name\nA,B\n", "missing.csv", "missing required column(s): price"),
-        (HEADER.strip().encode() + b",colour\n", "unknown.csv", "unknown column(s): colour"),
+        (
+            b"sku,name,Name,price,quantity,warehouse,active,updated_at,partner\n",
+            "twice.csv",
+            'the same column given twice: column 2 (B) "name" and column 3 (C) "Name"',
+        ),
         (b"PK\x03\x04" + b"\x00" * 200, "renamed.csv", "not a CSV"),
         (
             (HEADER + 'SKU1,"Unterminated,1.00,1,W1,true,,P1\nSKU2,x,1,1,W1,true,,P1\n').encode(),

@@ -161,11 +161,15 @@ def _split(job: ImportJob) -> None:
     chunk_size = importer.chunk_size or app_settings.CHUNK_SIZE
     max_chars = app_settings.CHUNK_MAX_BYTES
     with _open_source(job) as stream, open_table(file_format, stream, read_options(job)) as table:
-        field_indexes = match_header(table.header, importer)
+        matched = match_header(table.header, importer)
+        field_indexes = matched.indexes
         column_map = {name: table.header[i].strip() for name, i in field_indexes.items()}
         # before the first chunk is stored: its validation names columns as the file does
         ImportJob.objects.filter(pk=job.pk).update(
-            file_format=file_format, header=list(column_map.values()), column_map=column_map
+            file_format=file_format,
+            header=list(column_map.values()),
+            column_map=column_map,
+            ignored_columns=matched.ignored,
         )
         builder = chunkfiles.ChunkBuilder(field_indexes, len(table.header))
         ledger: list[ImportChunk] = []

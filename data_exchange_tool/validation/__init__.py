@@ -10,12 +10,13 @@
 """
 
 from .compiled import ChunkPlan, compile_serializer
-from .headers import match_header, writable_fields
+from .headers import HeaderMatch, match_header, writable_fields
 from .rows import CellError, RowValidator, ValidationResult
 
 __all__ = [
     "CellError",
     "ChunkPlan",
+    "HeaderMatch",
     "RowValidator",
     "ValidationResult",
     "compile_serializer",

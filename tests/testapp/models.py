@@ -41,6 +41,16 @@ class StockRecordUpsertImportJob(ImportJob):
         unique_fields = ("sku",)
 
 
+class StockRecordStrictImportJob(ImportJob):
+    """Refuses a file with columns that match no writable field."""
+
+    class Meta:
+        proxy = True
+        target_model = StockRecord
+        serializer_class = "tests.testapp.serializers.ImportStockRecordWithIdSerializer"
+        unknown_columns = "error"
+
+
 class Member(models.Model):
     """A club member: every kind of unique constraint the preview checks in a file."""
 

@@ -20,6 +20,13 @@ class ImportStockRecordSerializer(serializers.ModelSerializer):
         ]
 
 
+class ImportStockRecordWithIdSerializer(ImportStockRecordSerializer):
+    """The same, with the model's ``id`` among its fields (read-only, as DRF makes it)."""
+
+    class Meta(ImportStockRecordSerializer.Meta):
+        fields = ["id", *ImportStockRecordSerializer.Meta.fields]
+
+
 MEMBER_FIELDS = ["email", "badge", "club", "seat", "joined"]
 
 
