@@ -10,10 +10,12 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.db.models import Q
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from . import registry  # below the models: a table of importer options, no models imported
@@ -163,7 +165,15 @@ class ImportJob(models.Model):
         permissions = (("confirm_importjob", "Can confirm an import"),)
 
     def __str__(self) -> str:
-        return f"{self.original_name or self.pk} → {self.importer}"
+        return f"{self.original_name or self.pk} → {self.importer_verbose_name}"
+
+    @property
+    def importer_verbose_name(self) -> str:
+        """The importer as people read it ("Customer import job"), never its label."""
+        try:
+            return str(capfirst(apps.get_model(self.importer)._meta.verbose_name))
+        except (LookupError, ValueError):
+            return self.importer
 
     @property
     def importer_options(self) -> ImporterOptions:

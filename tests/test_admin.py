@@ -419,6 +419,15 @@ def test_row_errors_show_row_column_message_and_value_page_by_page(
     assert table(admin_client.get(change, {"errors_page": "x"}), "row-errors")[1][0][0] == "5"
 
 
+def test_the_breadcrumb_names_the_importer_by_its_verbose_name(
+    admin_client: Client, previewed: ImportJob
+) -> None:
+    content = text(admin_client.get(url(GENERIC, "change", previewed)))
+    breadcrumbs = re.search(r'<div class="breadcrumbs">.*?</div>', content, re.S).group(0)
+    assert "stock.csv → Stock record import job" in breadcrumbs
+    assert IMPORTER not in content
+
+
 def test_ignored_columns_are_named_in_a_warning_on_the_job_page(
     admin_client: Client, partners: list[Partner], upload: Callable
 ) -> None:
