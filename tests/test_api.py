@@ -160,10 +160,3 @@ def test_delete_with_permission_removes_job(partner, run_on_commit):
     job_id = run_on_commit(upload, client, rows(3)).json()["id"]
     assert client.delete(f"{BASE}{job_id}/").status_code == 204
     assert not ImportJob.objects.filter(pk=job_id).exists()
-
-
-@pytest.mark.django_db
-def _test_schema_is_served():
-    response = user_with(*ALL).get("/api/imports/schema/", HTTP_ACCEPT="application/json")
-    assert response.status_code == 200
-    assert "/api/imports/jobs/" in str(response.content)
