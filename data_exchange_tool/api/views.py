@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import tempfile
 from typing import Any
 
@@ -121,22 +120,17 @@ class ImportJobViewSet(viewsets.GenericViewSet):
             content_type=reports.CONTENT_TYPES[fmt],
         )
 
-    def _start(self, start: Any, **extra: Any) -> Response:
+    def _start(self, start: Any) -> Response:
         job = self.job("confirm")
         try:
-            job = start(job.pk, user=self.request.user, **extra)
+            job = start(job.pk, user=self.request.user)
         except TransitionRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(job).data)
 
     @action(detail=True, methods=["post"])
     def confirm(self, request: Request, pk: str) -> Response:
-        extra = {}
-        if "skip_invalid" in request.data and (
-            "skip_invalid" in inspect.signature(services.confirm_import).parameters
-        ):
-            extra["skip_invalid"] = str(request.data["skip_invalid"]).lower() in ("1", "true")
-        return self._start(services.confirm_import, **extra)
+        return self._start(services.confirm_import)
 
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
