@@ -217,12 +217,27 @@ def delete_chord_keys(e2e: E2E) -> list[bytes]:
     return keys
 
 
+def wait_chord_parts(count: int, timeout: float = 30) -> None:
+    """Wait until the chord's result list holds ``count`` returned parts: chunks that return
+    after its keys are deleted would start a new count that can reach the chord's size."""
+    conn = redis_db.client(str(settings.CELERY_RESULT_BACKEND))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        keys = list(conn.scan_iter(match="celery-taskset-meta-*.j", count=500))
+        held = [conn.zcard(k) if conn.type(k) == b"zset" else conn.llen(k) for k in keys]
+        if held and max(held) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the chord never held {count} returned part(s)")
+
+
 def test_s6_chord_bookkeeping_lost_then_the_last_chunk_finalises(
     e2e: E2E, faults: FaultControl
 ) -> None:
     faults.plan(MARKED, "import", 0)
     job = start_import(e2e)
     wait_fired(e2e, faults, MARKED, 0)
+    wait_chord_parts(job.chunk_count - 1)  # every chunk but the held one has returned
     deleted = delete_chord_keys(e2e)
     assert any(key.endswith(b".s") for key in deleted), deleted
     faults.release(MARKED, "import", 0)
