@@ -13,7 +13,6 @@ Jobs are never edited: the change page is the read-only preview, and jobs move o
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 from django.contrib import admin, messages
@@ -23,7 +22,6 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import Model, QuerySet
 from django.http import (
-    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -50,7 +48,7 @@ from .models import ImportChunk, ImportJob, JobEvent, RowError
 from .services.error_summary import error_groups, invalid_rows_by_column
 from .services.pickup import pickup_warning
 from .services.progress import Progress, job_progress
-from .states import JobState
+from .states import RUNNING_STATES, JobState
 from .uploads import limit_uploads, refused_upload
 
 TEMPLATES = "admin/data_exchange_tool/importjob/"
@@ -61,7 +59,6 @@ PHASE_TIMES = (
     ("preview_started_at", "preview_finished_at"),
     ("import_started_at", "import_finished_at"),
 )
-REPORT_SPOOL_BYTES = 8 * 1024 * 1024
 ERRORS_PAGE_VAR = "errors_page"
 STATE_TONES = {
     JobState.CREATED: "running",
@@ -278,7 +275,7 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("progress"))
     def progress_display(self, obj: ImportJob) -> str:
-        if obj.state not in (JobState.CREATED, JobState.IMPORT_IN_PROGRESS):
+        if obj.state not in RUNNING_STATES:
             return ""
         progress = job_progress(obj)
         return format_html(
@@ -542,7 +539,7 @@ class ImportJobAdmin(admin.ModelAdmin):
     def preview_context(self, request: HttpRequest, job: ImportJob) -> dict[str, Any]:
         """What the preview page shows besides the read-only fields."""
         columns, rows = self.sample_table(job)
-        progress = job_progress(job)
+        progress = job_progress(job) if job.state in RUNNING_STATES else None
         return {
             "title": capfirst(self.opts.verbose_name),
             "subtitle": f"{job.original_name} → {target_name(job)}",
@@ -553,7 +550,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             "poll_milliseconds": POLL_MILLISECONDS,
             "status_url": self.job_url(job, "status"),
             "progress": progress,
-            "progress_text": describe_progress(progress),
+            "progress_text": describe_progress(progress) if progress else "",
             "sample_columns": columns,
             "sample_rows": rows,
             "events": job.events.all(),
@@ -668,15 +665,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             raise Http404(gettext("There is no such import job."))
         if not self.has_view_or_change_permission(request, job):
             raise PermissionDenied
-        spool = tempfile.SpooledTemporaryFile(max_size=REPORT_SPOOL_BYTES)  # noqa: SIM115
-        reports.write_error_report(job, fmt, spool)
-        spool.seek(0)
-        return FileResponse(
-            spool,
-            as_attachment=True,
-            filename=reports.report_filename(job, fmt),
-            content_type=reports.CONTENT_TYPES[fmt],
-        )
+        return reports.error_report_response(job, fmt)
 
     # -- confirm and resume ------------------------------------------------------------------
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 import csv
 import io
 import re
+import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+from django.http import FileResponse
 
 if TYPE_CHECKING:
     from .models import ImportJob
@@ -27,6 +30,7 @@ CONTENT_TYPES: dict[str, str] = {
 HEADER = ("row", "column", "message", "value")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
 BATCH = 2000
+SPOOL_BYTES = 8 * 1024 * 1024
 #: characters XML 1.0 (and so XLSX) cannot hold
 _XML_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -46,6 +50,19 @@ def report_rows(job: ImportJob) -> Iterator[tuple[int, str, str, str]]:
 
 def report_filename(job: ImportJob, fmt: ReportFormat) -> str:
     return f"errors-{job.pk}.{fmt}"
+
+
+def error_report_response(job: ImportJob, fmt: ReportFormat) -> FileResponse:
+    """A download of ``job``'s row errors as ``fmt``, spooled to disk past a few megabytes."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (the response closes it)
+    write_error_report(job, fmt, spool)
+    spool.seek(0)
+    return FileResponse(
+        spool,
+        as_attachment=True,
+        filename=report_filename(job, fmt),
+        content_type=CONTENT_TYPES[fmt],
+    )
 
 
 def write_error_report(job: ImportJob, fmt: ReportFormat, out: BinaryIO) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 from django.http import FileResponse
@@ -23,8 +22,6 @@ from ..models import ImportJob
 from ..uploads import limit_uploads, refused_upload
 from . import permissions
 from .serializers import ImportJobSerializer, RowErrorSerializer
-
-REPORT_SPOOL_BYTES = 8 * 1024 * 1024
 
 
 class Pages(PageNumberPagination):
@@ -110,15 +107,7 @@ class ImportJobViewSet(viewsets.GenericViewSet):
         job = self.job("view")
         if fmt not in reports.FORMATS:
             raise NotFound(_("There is no such report format."))
-        spool = tempfile.SpooledTemporaryFile(max_size=REPORT_SPOOL_BYTES)  # noqa: SIM115
-        reports.write_error_report(job, fmt, spool)
-        spool.seek(0)
-        return FileResponse(
-            spool,
-            as_attachment=True,
-            filename=reports.report_filename(job, fmt),
-            content_type=reports.CONTENT_TYPES[fmt],
-        )
+        return reports.error_report_response(job, fmt)
 
     def _start(self, start: Any) -> Response:
         job = self.job("confirm")

@@ -13,7 +13,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from ..models import ImportJob
-from ..states import ChunkState, JobState
+from ..states import RUNNING_STATES, ChunkState, JobState
 
 __all__ = ["Progress", "job_progress"]
 
@@ -52,19 +52,14 @@ def job_progress(job: ImportJob, now: datetime | None = None) -> Progress:
     settled = ~Q(**{state_field: ChunkState.PENDING})
     since = Q(settled_at__gte=started) if started else Q(pk__in=[])
     totals = job.chunks.aggregate(
-        chunks=Count("pk"),
-        rows=Sum("row_count"),
         chunks_done=Count("pk", filter=settled),
         rows_done=Sum("row_count", filter=settled),
         rows_recent=Sum("row_count", filter=settled & since),
     )
-    running = job.state in (JobState.CREATED, JobState.IMPORT_IN_PROGRESS)
-    splitting = job.chunk_count is None
-    rows_total = job.total_rows if job.total_rows is not None else None
+    running = job.state in RUNNING_STATES
+    # both stay None while the split is still storing chunks: the totals are not known yet
+    rows_total = job.total_rows
     chunks_total = job.chunk_count
-    if splitting and running:  # the split is still storing chunks: the total is not known yet
-        rows_total = None
-        chunks_total = None
     rows_done = totals["rows_done"] or 0
     rate = _rate(totals["rows_recent"] or 0, started, now or timezone.now()) if running else None
     left = None
